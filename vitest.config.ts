@@ -1,0 +1,50 @@
+import { defineConfig } from 'vitest/config';
+import { playwright } from '@vitest/browser-playwright';
+
+const chromiumFlags = [
+  '--headless',
+  '--no-sandbox',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+  '--enable-unsafe-webgpu',
+];
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'node',
+          environment: 'node',
+          include: ['{models,lab,kernels,workers,tools,tests}/**/*.test.ts'],
+          exclude: ['**/*.browser.test.ts', '**/node_modules/**', 'tests/e2e/**'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        // Let the browser tests fetch binary fixtures from the repo and from the
+        // read-only ../shared reference data via Vite's /@fs/ URLs (tests/util/fixtures.ts).
+        // Paths are relative to the project root; the repo root must stay listed.
+        server: { fs: { allow: ['.', '../shared'] } },
+        test: {
+          name: 'browser',
+          include: ['{models,lab,kernels,tests}/**/*.browser.test.ts'],
+          testTimeout: 600_000,
+          hookTimeout: 600_000,
+          browser: {
+            enabled: true,
+            headless: true,
+            provider: playwright({
+              launchOptions: { executablePath: '/usr/bin/chromium', args: chromiumFlags },
+            }),
+            instances: [{ browser: 'chromium' }],
+          },
+        },
+      },
+    ],
+  },
+});
