@@ -1,0 +1,57 @@
+/**
+ * From audio bytes to the model's input: decode, mix to mono, resample to 16 kHz,
+ * check the samples, fit the clip to the model's window, compute the log-mel.
+ */
+import type { WhisperConfig } from './config.ts';
+import { loadAudio16k } from './audio.ts';
+import { EarshotError } from './errors.ts';
+import { logMel } from './logmel.ts';
+
+export const SAMPLE_RATE = 16000;
+export const HOP_LENGTH = 160;
+
+export interface ClipOptions {
+  /** Keep only the first window's worth of a clip that is too long, instead of refusing it. */
+  trim?: boolean;
+  /** How to name the clip in messages (a file name, "clean clip", …). */
+  label?: string;
+}
+
+export interface PreparedClip {
+  /** 16 kHz mono samples (after trimming). */
+  samples: Float32Array;
+  /** Log-mel [n_mels][window frames], mel-major. */
+  mel: Float32Array;
+  /** Duration of the (trimmed) clip in seconds. */
+  seconds: number;
+  trimmed: boolean;
+}
+
+export function windowSeconds(c: WhisperConfig): number {
+  return (2 * c.maxSourcePositions * HOP_LENGTH) / SAMPLE_RATE;
+}
+
+/** Samples at 16 kHz → log-mel for this model's window. */
+export function samplesToMel(samples: Float32Array, c: WhisperConfig, opts: ClipOptions = {}): PreparedClip {
+  const label = opts.label ?? 'the clip';
+  const windowSamples = 2 * c.maxSourcePositions * HOP_LENGTH;
+  if (samples.length === 0) throw new EarshotError(`${label} has no audio samples.`, 'empty-audio');
+  let trimmed = false;
+  if (samples.length > windowSamples) {
+    if (!opts.trim) {
+      throw new EarshotError(
+        `${label} is ${(samples.length / SAMPLE_RATE).toFixed(2)} s long but the model hears ${windowSeconds(c)} s at a time; trim it (--trim keeps the first ${windowSeconds(c)} s).`,
+        'too-long',
+      );
+    }
+    samples = samples.subarray(0, windowSamples);
+    trimmed = true;
+  }
+  const mel = logMel(samples, { nMels: c.numMelBins, nFrames: 2 * c.maxSourcePositions });
+  return { samples, mel, seconds: samples.length / SAMPLE_RATE, trimmed };
+}
+
+/** Audio file bytes (WAV) → log-mel for this model's window. */
+export function clipToMel(bytes: Uint8Array, c: WhisperConfig, opts: ClipOptions = {}): PreparedClip {
+  return samplesToMel(loadAudio16k(bytes), c, opts);
+}
