@@ -1,6 +1,26 @@
 import { defineConfig } from 'vitest/config';
 import { playwright } from '@vitest/browser-playwright';
 
+// Vitest 5 prints failures with Map.groupBy (Node 21+). On Node 20 it crashed while
+// reporting a failed test and hid the failure itself, so supply it here, in the main process.
+if (typeof (Map as { groupBy?: unknown }).groupBy !== 'function') {
+  Object.defineProperty(Map, 'groupBy', {
+    value<K, V>(items: Iterable<V>, key: (item: V, index: number) => K): Map<K, V[]> {
+      const groups = new Map<K, V[]>();
+      let i = 0;
+      for (const item of items) {
+        const k = key(item, i++);
+        const group = groups.get(k);
+        if (group) group.push(item);
+        else groups.set(k, [item]);
+      }
+      return groups;
+    },
+    configurable: true,
+    writable: true,
+  });
+}
+
 const chromiumFlags = [
   '--headless',
   '--no-sandbox',

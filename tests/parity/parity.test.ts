@@ -1,17 +1,25 @@
 /**
  * Parity with Hugging Face transformers on the committed micro model, on the
  * tfjs cpu and wasm backends in Node (webgpu: parity.browser.test.ts).
+ *
+ * Other models made by tools/reference/make_fixtures.py can be checked the same way:
+ *   EARSHOT_PARITY_DIRS=/tmp/alt,/tmp/other npx vitest run --project node tests/parity
  */
+import { relative, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, type BackendName } from '../../models/backend.ts';
-import { compareCorruptLogits, compareHooks, compareLogMel, greedyTokens, loadFixture, tolerance, type Fixture } from './parity-core.ts';
+import { repoPath } from '../util/fixtures.ts';
+import { MICRO_DIR, compareCorruptLogits, compareHooks, compareLogMel, greedyTokens, loadFixture, tolerance, type Fixture } from './parity-core.ts';
 
-for (const backend of ['cpu', 'wasm'] as BackendName[]) {
-  describe(`parity with transformers on ${backend}`, () => {
+const root = await repoPath('.');
+const extraDirs = (process.env.EARSHOT_PARITY_DIRS ?? '').split(',').filter((d) => d !== '').map((d) => relative(root, resolve(d)));
+
+for (const [backend, dir] of (['cpu', 'wasm'] as BackendName[]).flatMap((b) => [MICRO_DIR, ...extraDirs].map((d) => [b, d] as const))) {
+  describe(`parity with transformers on ${backend} (${dir})`, () => {
     let f: Fixture;
     beforeAll(async () => {
       await initBackend(backend);
-      f = await loadFixture();
+      f = await loadFixture(dir);
     });
     afterAll(() => f?.loaded.model.dispose());
 

@@ -1,0 +1,169 @@
+/**
+ * `earshot`: the command-line face of the lab. Shares every line of model code with
+ * the browser; this file only parses arguments, reads files and prints JSON.
+ *
+ *   npm run -s earshot -- transcribe --model DIR --audio FILE [--backend cpu|wasm|webgpu] [--max-tokens N] [--json]
+ *   npm run -s earshot -- run --model DIR --audio FILE --prefix ID,ID,... --hooks NAME[,NAME...] --out FILE.json
+ *   npm run -s earshot -- hooks --model DIR
+ */
+import { writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs-core';
+import { EarshotError } from '../../models/errors.ts';
+import { greedyDecode } from '../../models/decode.ts';
+import { expandHookPatterns, hookNames } from '../../models/hooks.ts';
+import { HookSession } from '../../models/hook-session.ts';
+import { loadCheckpoint, type LoadedModel } from '../../models/load.ts';
+import { clipToMel } from '../../models/clip.ts';
+import { initNodeBackend } from './node-backend.ts';
+import { readBytes, readModelDir } from './files.ts';
+
+const USAGE = `Usage: earshot <command> [options]
+
+Commands:
+  transcribe --model DIR --audio FILE [--backend cpu|wasm|webgpu] [--max-tokens N] [--trim] [--json]
+      Greedy transcription. Prints {"tokens":[...],"text":"..."} with --json.
+  run --model DIR --audio FILE --prefix ID,ID,... --hooks NAME[,NAME...] --out FILE.json [--backend B] [--trim]
+      Teacher-forced pass over the prefix; writes logits and the hooks' activations
+      (row-major, no batch axis). "*" in a hook name matches every block index.
+  hooks --model DIR
+      Lists the model's hook names in computation order.
+
+DIR holds config.json and model.safetensors (Hugging Face layout), and tokenizer.json for text.
+FILE is a WAV file (PCM or float, any rate, mono or stereo).`;
+
+const OPTIONS = {
+  model: { type: 'string' },
+  audio: { type: 'string' },
+  backend: { type: 'string', default: 'wasm' },
+  'max-tokens': { type: 'string' },
+  prefix: { type: 'string' },
+  hooks: { type: 'string' },
+  out: { type: 'string' },
+  json: { type: 'boolean', default: false },
+  trim: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+type Args = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
+
+function required(args: Args, name: 'model' | 'audio' | 'prefix' | 'hooks' | 'out'): string {
+  const v = args[name];
+  if (v === undefined || v === '') throw new EarshotError(`Missing --${name}. Run "earshot --help" for usage.`, 'usage');
+  return v;
+}
+
+function parseIdList(text: string, what: string): number[] {
+  const ids = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (ids.length === 0) throw new EarshotError(`${what} is empty; give token ids separated by commas, e.g. 50258,50259,50359,50363.`, 'usage');
+  return ids.map((s) => {
+    if (!/^\d+$/.test(s)) throw new EarshotError(`${what} has "${s}", which is not a token id (a non-negative integer).`, 'usage');
+    return Number(s);
+  });
+}
+
+async function openModel(args: Args): Promise<LoadedModel> {
+  await initNodeBackend(args.backend ?? 'wasm');
+  return loadCheckpoint(await readModelDir(required(args, 'model')));
+}
+
+async function readMel(args: Args, loaded: LoadedModel): Promise<tf.Tensor3D> {
+  const path = required(args, 'audio');
+  const bytes = await readBytes(path, 'audio file', 1024 ** 3);
+  const { mel } = clipToMel(bytes, loaded.config, { trim: args.trim ?? false, label: path });
+  return tf.tensor3d(mel, [1, loaded.config.numMelBins, 2 * loaded.config.maxSourcePositions]);
+}
+
+async function transcribe(args: Args): Promise<void> {
+  const loaded = await openModel(args);
+  const mel = await readMel(args, loaded);
+  let maxNewTokens: number | undefined;
+  if (args['max-tokens'] !== undefined) {
+    maxNewTokens = Number(args['max-tokens']);
+    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new EarshotError(`--max-tokens must be a positive integer, not "${args['max-tokens']}".`, 'usage');
+  }
+  const tokens = await greedyDecode(loaded.model, mel, { prompt: loaded.prompt, eot: loaded.special.eot, maxNewTokens });
+  mel.dispose();
+  const result: { tokens: number[]; text?: string } = { tokens };
+  if (loaded.tokenizer) result.text = loaded.tokenizer.decode(tokens);
+  if (args.json) process.stdout.write(JSON.stringify(result) + '\n');
+  else process.stdout.write((result.text ?? tokens.join(' ')) + '\n');
+}
+
+async function run(args: Args): Promise<void> {
+  const loaded = await openModel(args);
+  const { config, model } = loaded;
+  const prefix = parseIdList(required(args, 'prefix'), '--prefix');
+  const bad = prefix.find((id) => id >= config.vocabSize);
+  if (bad !== undefined) throw new EarshotError(`--prefix has token id ${bad}, beyond this model's vocabulary of ${config.vocabSize}.`, 'usage');
+  const names = expandHookPatterns(required(args, 'hooks').split(','), config);
+  const outPath = required(args, 'out');
+  const mel = await readMel(args, loaded);
+  const hooks = new HookSession({ capture: names });
+  const tokens = tf.tensor2d([prefix], [1, prefix.length], 'int32');
+  const encoderOut = model.encode(mel, hooks);
+  const cross = model.crossKV(encoderOut, hooks);
+  const { logits, present } = model.decode(tokens, cross, hooks);
+  const out = {
+    logits: await dropBatch(logits),
+    activations: Object.fromEntries(await Promise.all(names.map(async (n) => [n, await dropBatch(hooks.cache.get(n)!)] as const))),
+  };
+  tf.dispose([mel, tokens, encoderOut, logits, ...cross.flatMap((kv) => [kv.k, kv.v]), ...present.flatMap((kv) => [kv.k, kv.v])]);
+  hooks.dispose();
+  await writeFile(outPath, JSON.stringify(out));
+}
+
+async function dropBatch(t: tf.Tensor): Promise<{ shape: number[]; data: number[] }> {
+  return { shape: t.shape.slice(1), data: Array.from(await t.data()) };
+}
+
+async function listHooks(args: Args): Promise<void> {
+  const files = await readModelDir(required(args, 'model'));
+  const { parseConfig } = await import('../../models/config.ts');
+  process.stdout.write(hookNames(parseConfig(files.config)).join('\n') + '\n');
+}
+
+/** Messages go to the terminal as one line ending in a full stop. */
+function oneLine(message: string): string {
+  const text = message.replace(/\s*\n\s*/g, ' ').trim();
+  return /[.!?]$/.test(text) ? text : `${text}.`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (e) {
+    process.stderr.write(`earshot: ${oneLine((e as Error).message)} Run "earshot --help" for usage.\n`);
+    return 2;
+  }
+  const { values: args, positionals } = parsed;
+  const command = positionals[0];
+  if (args.help || command === undefined || command === 'help') {
+    process.stdout.write(USAGE + '\n');
+    return command === undefined && !args.help ? 2 : 0;
+  }
+  try {
+    switch (command) {
+      case 'transcribe':
+        await transcribe(args);
+        return 0;
+      case 'run':
+        await run(args);
+        return 0;
+      case 'hooks':
+        await listHooks(args);
+        return 0;
+      default:
+        process.stderr.write(`earshot: unknown command "${command}". Commands: transcribe, run, hooks.\n`);
+        return 2;
+    }
+  } catch (e) {
+    if (e instanceof EarshotError) process.stderr.write(`earshot: ${oneLine(e.message)}\n`);
+    else if (process.env.EARSHOT_DEBUG) process.stderr.write(`earshot: internal error\n${(e as Error).stack}\n`);
+    else process.stderr.write(`earshot: internal error: ${oneLine(String((e as Error).message ?? e))} Set EARSHOT_DEBUG=1 for details, and please report it.\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
