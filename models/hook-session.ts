@@ -5,7 +5,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-/** Replaces a hook's value. Receives and returns a tensor with the batch axis first. */
+/**
+ * Replaces a hook's value. Receives and returns a tensor with the batch axis first; it may
+ * turn a batch of 1 into a batch of B (patched variants stacked on the batch axis).
+ */
 export type HookFn = (value: tf.Tensor, name: string) => tf.Tensor;
 
 export interface HookSpec {
@@ -46,7 +49,9 @@ export class HookSession {
     let out = value;
     if (fn) {
       out = fn(value, name) as T;
-      if (!arraysEqual(out.shape, value.shape)) {
+      // A patch may widen a batch of 1 into B variants; everything downstream broadcasts.
+      const batchOk = out.shape[0] === value.shape[0] || value.shape[0] === 1;
+      if (!batchOk || !arraysEqual(out.shape.slice(1), value.shape.slice(1))) {
         throw new Error(`Hook ${name} replacement has shape [${out.shape}] but the model expects [${value.shape}].`);
       }
     }

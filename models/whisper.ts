@@ -177,6 +177,19 @@ export class Whisper {
     });
   }
 
+  /**
+   * Teacher-forced decoder pass that starts at block `from`, given the residual stream at
+   * its input (hook_resid_pre; `from` = decoderLayers means only the final LN and
+   * unembedding). Decoder patches use it to skip the blocks they cannot change.
+   */
+  decodeFrom(from: number, residPre: tf.Tensor3D, cross: KV[], hooks: HookSession = new HookSession(), lastOnly = false): tf.Tensor3D {
+    return tidy(() => {
+      let x = residPre;
+      for (let i = from; i < this.config.decoderLayers; i++) x = this.decoderBlock(i, x, cross[i], hooks).x;
+      return this.unembed(x, hooks, lastOnly);
+    });
+  }
+
   decoderEmbed(tokens: tf.Tensor2D, offset: number, hooks: HookSession): tf.Tensor3D {
     const T = tokens.shape[1];
     const c = this.config;
@@ -251,7 +264,7 @@ export class Whisper {
 
   /** softmax(q·kᵀ/√dh + mask)·v, then the output projection. `x` gives the queries. */
   #attention(x: tf.Tensor3D, kv: KV, w: string, h: string, heads: number, hooks: HookSession, mask: tf.Tensor2D | null): tf.Tensor3D {
-    const [B, T, d] = x.shape;
+    const [, T, d] = x.shape;
     const dHead = d / heads;
     const q = hooks.at(`${h}.hook_q`, splitHeads(this.#linear(x, `${w}.q_proj`), heads)); // [B, T, H, dh]
     const qh = tf.mul(tf.transpose(q, [0, 2, 1, 3]), 1 / Math.sqrt(dHead)); // [B, H, T, dh]
@@ -260,7 +273,8 @@ export class Whisper {
     const pattern = hooks.at(`${h}.hook_pattern`, tf.softmax(scores)); // [B, H, T, S]
     const zh = tf.matMul(pattern, kv.v); // [B, H, T, dh]
     const z = hooks.at(`${h}.hook_z`, tf.transpose(zh, [0, 2, 1, 3]) as tf.Tensor4D); // [B, T, H, dh]
-    return this.#linear(tf.reshape(z, [B, T, d]), `${w}.out_proj`); // [B, T, d]
+    // Keys/values may carry more rows than the queries (patched variants): z has the wider batch.
+    return this.#linear(tf.reshape(z, [z.shape[0], T, d]), `${w}.out_proj`); // [B, T, d]
   }
 }
 

@@ -1,0 +1,122 @@
+/**
+ * The cached, batched sweep against the plainest possible patching: one full
+ * forward per variant, batch 1, nothing reused. Same answers, far fewer blocks.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../models/backend.ts';
+import { HookSession } from '../models/hook-session.ts';
+import { loadFixture, type Fixture } from '../tests/parity/parity-core.ts';
+import { metricOf } from './metrics.ts';
+import { buildReplacements } from './patch.ts';
+import { PatchLab } from './sweep.ts';
+import { baseRun, type Metric, type SweepSpec, type Variant } from './spec.ts';
+import { planVariants } from './sweep.ts';
+
+let f: Fixture;
+let lab: PatchLab;
+
+beforeAll(async () => {
+  await initBackend('wasm');
+  f = await loadFixture();
+  const g = f.meta.greedy;
+  lab = await PatchLab.create(f.loaded.model, {
+    cleanMel: f.golden.getF32('logmel.clean'),
+    corruptMel: f.golden.getF32('logmel.corrupt'),
+    prefix: g.clean.prompt,
+    target: g.clean.tokens[0],
+    foil: g.corrupt.tokens[0],
+  });
+});
+afterAll(() => {
+  lab?.dispose();
+  f?.loaded.model.dispose();
+});
+
+/** Full forward per variant with every hook of both runs captured up front. */
+async function naive(variants: readonly Variant[], spec: Pick<SweepSpec, 'direction' | 'metric'>): Promise<number[]> {
+  const model = f.loaded.model;
+  const c = model.config;
+  const full = (run: 'clean' | 'corrupt') => {
+    const hooks = new HookSession({ capture: () => true });
+    const r = lab.runs[run];
+    const enc = model.encode(r.mel, hooks);
+    const cross = model.crossKV(enc, hooks);
+    const { logits, present } = model.decode(r.tokens, cross, hooks);
+    tf.dispose([enc, logits, ...cross.flatMap((kv) => [kv.k, kv.v]), ...present.flatMap((kv) => [kv.k, kv.v])]);
+    return hooks;
+  };
+  const caches = { clean: full('clean'), corrupt: full('corrupt') };
+  const base = baseRun(spec.direction);
+  const out: number[] = [];
+  for (const v of variants) {
+    const hooks = new HookSession({ replace: buildReplacements([v.patches], { base, valueOf: (r, h) => caches[r].cache.get(h)! }) });
+    const r = lab.runs[base];
+    const enc = f.loaded.model.encode(r.mel, hooks);
+    const cross = model.crossKV(enc, hooks);
+    const { logits, present } = model.decode(r.tokens, cross, hooks);
+    const T = logits.shape[1];
+    const last = tf.reshape(tf.slice(logits, [0, T - 1, 0], [1, 1, c.vocabSize]), [1, c.vocabSize]) as tf.Tensor2D;
+    const cleanLogProbs = tf.reshape(tf.logSoftmax(lab.runs.clean.lastLogits), [-1]) as tf.Tensor1D;
+    const m = metricOf(spec.metric as Metric, last, { target: lab.inputs.target, foil: lab.inputs.foil, cleanLogProbs });
+    out.push((await m.data())[0]);
+    tf.dispose([enc, logits, last, m, cleanLogProbs, ...cross.flatMap((kv) => [kv.k, kv.v]), ...present.flatMap((kv) => [kv.k, kv.v])]);
+  }
+  caches.clean.dispose();
+  caches.corrupt.dispose();
+  return out;
+}
+
+const sweeps: [string, SweepSpec][] = [
+  ['decoder components per token (denoise)', { hooks: ['decoder.blocks.*.hook_resid_pre', 'decoder.blocks.*.hook_cross_attn_out', 'decoder.blocks.*.hook_mlp_out', 'decoder.hook_ln_final'], positions: { kind: 'each' }, heads: 'all', direction: 'denoise', source: { kind: 'clean' }, metric: 'logit_diff' }],
+  ['encoder time bins (noise)', { hooks: ['encoder.hook_embed', 'encoder.blocks.*.hook_resid_post', 'encoder.blocks.*.attn.hook_pattern', 'encoder.hook_ln_post'], positions: { kind: 'bins', size: 25 }, heads: 'all', direction: 'noise', source: { kind: 'corrupt' }, metric: 'logit_diff' }],
+  ['heads, cross K/V and z (denoise, KL)', { hooks: ['decoder.blocks.*.cross_attn.hook_k', 'decoder.blocks.*.cross_attn.hook_z', 'encoder.blocks.1.attn.hook_q'], positions: { kind: 'all' }, heads: 'each', direction: 'denoise', source: { kind: 'clean' }, metric: 'kl' }],
+  ['ablations: zero, mean, Gaussian noise', { hooks: ['encoder.blocks.0.hook_mlp_out', 'decoder.blocks.1.hook_self_attn_out', 'hook_logits'], positions: { kind: 'all' }, heads: 'all', direction: 'noise', source: { kind: 'mean' }, metric: 'logprob' }],
+];
+
+describe('PatchLab sweeps', () => {
+  for (const [name, spec] of sweeps) {
+    it(`${name}: equal to one full forward per variant`, async () => {
+      const result = await lab.sweep(spec, { maxBatch: 7 });
+      const variants = planVariants(spec, f.loaded.config, lab.inputs.prefix.length);
+      const want = await naive(variants, spec);
+      expect(result.results).toHaveLength(want.length);
+      const err = Math.max(...result.results.map((r, i) => Math.abs(r.value - want[i])));
+      expect(err).toBeLessThan(1e-4);
+      // Effects vary, so a patch landing in the wrong place would show.
+      const values = new Set(result.results.map((r) => r.value.toFixed(4)));
+      expect(values.size).toBeGreaterThan(Math.min(3, want.length - 1));
+    });
+  }
+
+  it('zero and Gaussian-noise sources match the naive path too', async () => {
+    for (const source of [{ kind: 'zero' }, { kind: 'noise', scale: 3, seed: 7 }] as const) {
+      const spec: SweepSpec = { hooks: ['encoder.blocks.1.hook_resid_pre', 'decoder.blocks.0.hook_mlp_out'], positions: { kind: 'bins', size: 50 }, heads: 'all', direction: 'noise', source, metric: 'prob' };
+      const result = await lab.sweep(spec);
+      const want = await naive(planVariants(spec, f.loaded.config, lab.inputs.prefix.length), spec);
+      expect(Math.max(...result.results.map((r, i) => Math.abs(r.value - want[i])))).toBeLessThan(1e-4);
+    }
+  });
+
+  it('costs fewer block evaluations than a full forward per patch', async () => {
+    const c = f.loaded.config;
+    const spec: SweepSpec = { hooks: ['decoder.blocks.*.hook_resid_post'], positions: { kind: 'each' }, heads: 'all', direction: 'denoise', source: { kind: 'clean' }, metric: 'logit_diff' };
+    const r = await lab.sweep(spec);
+    // Per position: block 0 recomputes 2 decoder blocks, block 1 recomputes 1; no encoder.
+    const T = lab.inputs.prefix.length;
+    expect(r.cost.variants).toBe(c.decoderLayers * T);
+    expect(r.cost.naiveBlockEvals - r.cost.blockEvals).toBe(r.cost.variants * (c.encoderLayers + c.decoderLayers) - T * (2 + 1));
+    expect(r.cost.blockEvals * 2).toBeLessThan(r.cost.naiveBlockEvals);
+  });
+
+  it('a patch whose source is the base run itself changes nothing', async () => {
+    const spec: SweepSpec = { hooks: ['encoder.blocks.0.hook_resid_mid', 'decoder.blocks.1.hook_resid_mid_cross'], positions: { kind: 'all' }, heads: 'all', direction: 'denoise', source: { kind: 'corrupt' }, metric: 'logit_diff' };
+    const r = await lab.sweep(spec);
+    for (const x of r.results) expect(Math.abs(x.value - r.corrupt)).toBeLessThan(1e-5);
+  });
+
+  it('denoising the whole encoder input recovers the clean answer exactly', async () => {
+    const r = await lab.sweep({ hooks: ['encoder.hook_input'], positions: { kind: 'all' }, heads: 'all', direction: 'denoise', source: { kind: 'clean' }, metric: 'logit_diff' });
+    expect(Math.abs(r.results[0].effect - 1)).toBeLessThan(1e-4);
+  });
+});
