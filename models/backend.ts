@@ -256,11 +256,12 @@ export async function chooseBrowserBackend(opts: ChooseBackendOptions = {}): Pro
   if (!fallback) {
     return { name: 'wasm', reason: 'WebGPU present but no adapter was returned (GPU blocked or absent); using wasm' };
   }
-  const desc = describeAdapter(summarizeAdapter(fallback));
+  // Name the adapter without describeAdapter's "(fallback/software adapter)": the sentence says it.
+  const desc = describeAdapter({ ...summarizeAdapter(fallback), isFallbackAdapter: false });
   if (opts.allowFallbackAdapter) {
     return { name: 'webgpu', reason: `only a fallback adapter (${desc}); webgpu allowed on it by override` };
   }
-  return { name: 'wasm', reason: `only a fallback/software WebGPU adapter (${desc}), which is slower than wasm; using wasm` };
+  return { name: 'wasm', reason: `only a fallback (software) WebGPU adapter (${desc}), which is slower than wasm; using wasm` };
 }
 
 function backendFromUrl(): BackendName | undefined {

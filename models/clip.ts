@@ -1,9 +1,8 @@
 /**
- * From audio bytes to the model's input: decode, mix to mono, resample to 16 kHz,
- * check the samples, fit the clip to the model's window, compute the log-mel.
+ * From 16 kHz samples to the model's input: check the clip, fit it to the model's
+ * window, compute the log-mel. (WAV bytes: wav-clip.ts; the browser decodes its own.)
  */
 import type { WhisperConfig } from './config.ts';
-import { loadAudio16k } from './audio.ts';
 import { EarshotError } from './errors.ts';
 import { logMel } from './logmel.ts';
 
@@ -49,9 +48,4 @@ export function samplesToMel(samples: Float32Array, c: WhisperConfig, opts: Clip
   }
   const mel = logMel(samples, { nMels: c.numMelBins, nFrames: 2 * c.maxSourcePositions });
   return { samples, mel, seconds: samples.length / SAMPLE_RATE, trimmed };
-}
-
-/** Audio file bytes (WAV) → log-mel for this model's window. */
-export function clipToMel(bytes: Uint8Array, c: WhisperConfig, opts: ClipOptions = {}): PreparedClip {
-  return samplesToMel(loadAudio16k(bytes), c, opts);
 }

@@ -3,6 +3,7 @@
  * keys/values are computed once, and each step feeds only the newest token.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { EarshotError } from './errors.ts';
 import type { KV, Whisper } from './whisper.ts';
 
 export interface GreedyOptions {
@@ -14,6 +15,10 @@ export interface GreedyOptions {
   maxNewTokens?: number;
   /** Token ids never chosen (e.g. timestamps in plain-text mode). Raw argmax when empty. */
   suppress?: readonly number[];
+  /** Stops between steps (an EarshotError with code 'cancelled'). */
+  signal?: AbortSignal;
+  /** Called with each new token and the step count, e.g. for progress. */
+  onToken?: (token: number, step: number, maxSteps: number) => void;
 }
 
 /**
@@ -33,6 +38,7 @@ export async function greedyDecode(model: Whisper, mel: tf.Tensor3D, opts: Greed
   let feed: number[] = [...opts.prompt];
   try {
     for (let step = 0; step < maxNew; step++) {
+      if (opts.signal?.aborted) throw new EarshotError('Transcription was cancelled.', 'cancelled');
       const tokens = tf.tensor2d([feed], [1, feed.length], 'int32');
       const { logits, present } = model.decode(tokens, cross, undefined, { past, lastOnly: true });
       tokens.dispose();
@@ -47,6 +53,7 @@ export async function greedyDecode(model: Whisper, mel: tf.Tensor3D, opts: Greed
       next.dispose();
       if (id === eot) break;
       out.push(id);
+      opts.onToken?.(id, step + 1, maxNew);
       feed = [id];
     }
   } finally {

@@ -14,7 +14,7 @@ import { greedyDecode } from '../../models/decode.ts';
 import { expandHookPatterns, hookNames } from '../../models/hooks.ts';
 import { HookSession } from '../../models/hook-session.ts';
 import { loadCheckpoint, type LoadedModel } from '../../models/load.ts';
-import { clipToMel } from '../../models/clip.ts';
+import { clipToMel } from '../../models/wav-clip.ts';
 import { initNodeBackend } from './node-backend.ts';
 import { readBytes, readModelDir } from './files.ts';
 
