@@ -1,0 +1,216 @@
+/**
+ * The engine check, end to end in Chromium: the built site picks a backend and says why,
+ * loads the random-weight demo model, transcribes the "bat" demo clip, and shows the same
+ * token ids as the engine run in Node; a broken weights file gives a readable banner and
+ * leaves the page working; a hub model downloads once and then loads offline.
+ *
+ * Screenshots land in test-results/screenshots/.
+ */
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { expect, test, type Page, type Route } from '@playwright/test';
+import { MICRO_DIR, repoRoot, transcribeInNode, type NodeTranscript } from './node-reference.ts';
+
+const SCREENSHOTS = resolve(repoRoot, 'test-results/screenshots');
+
+let bat: NodeTranscript;
+let pat: NodeTranscript;
+
+test.beforeAll(async () => {
+  bat = await transcribeInNode(MICRO_DIR, resolve(MICRO_DIR, 'clean.wav'));
+  pat = await transcribeInNode(MICRO_DIR, resolve(MICRO_DIR, 'corrupt.wav'));
+  // The random-weight model repeats one token per clip; the comparisons below only mean
+  // something if the ids are there and depend on the audio.
+  expect(bat.tokens.length).toBeGreaterThan(0);
+  expect(pat.tokens).not.toEqual(bat.tokens);
+});
+
+/** Fails the test on any uncaught page error; the UI must turn failures into banners. */
+function watchPageErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  return errors;
+}
+
+async function loadDemoModel(page: Page): Promise<void> {
+  await page.locator('input[name="model"][value="demo"]').check();
+  await page.getByTestId('load-model').click();
+  const info = page.getByTestId('model-info');
+  await expect(info).toContainText('demo');
+  await expect(info).toContainText('random-weight demo model: its outputs are meaningless');
+}
+
+/** Picks a demo clip, transcribes it, and returns the token ids the page shows. */
+async function transcribePreset(page: Page, preset: 'bat' | 'pat', expected: NodeTranscript): Promise<number[]> {
+  await page.getByTestId(`preset-${preset}`).click();
+  await expect(page.getByTestId('clip-info')).toContainText(`${preset}.wav`);
+  await expect(page.getByTestId('clip-duration')).toContainText(`${expected.seconds.toFixed(2)} s`);
+  await page.getByTestId('transcribe').click();
+  const ids = page.getByTestId('token-ids');
+  // What a person sees: one list item per id.
+  await expect(ids.locator('li')).toHaveText(expected.tokens.map(String));
+  await expect(page.getByTestId('timing')).toContainText(/decode [\d.]+ ms/);
+  return JSON.parse((await ids.getAttribute('data-tokens')) ?? 'null') as number[];
+}
+
+const transcribeBat = (page: Page) => transcribePreset(page, 'bat', bat);
+
+test('WASM (fallback adapter): the demo model transcribes "bat" exactly like Node', async ({ page }) => {
+  const pageErrors = watchPageErrors(page);
+  await page.goto('./');
+  await expect(page.getByRole('heading', { name: 'Earshot' })).toBeVisible();
+
+  const badge = page.getByTestId('backend-badge');
+  await expect(badge).toHaveAttribute('data-backend', 'wasm');
+  await expect(badge).toContainText('WASM');
+  await expect(page.getByTestId('backend-reason')).toContainText(/fallback|software|not available|no adapter/i);
+  await expect(page.getByText('random-weight demo model: its outputs are meaningless, it exercises the pipeline').first()).toBeVisible();
+
+  await loadDemoModel(page);
+  expect(await transcribeBat(page)).toEqual(bat.tokens);
+  await expect(page.getByTestId('timing')).toContainText('on WASM');
+  await page.screenshot({ path: `${SCREENSHOTS}/wasm-demo-bat.png`, fullPage: true });
+  // The other clip of the minimal pair gives other ids, again exactly Node's.
+  expect(await transcribePreset(page, 'pat', pat)).toEqual(pat.tokens);
+  expect(pageErrors).toEqual([]);
+});
+
+test('WebGPU forced with ?backend=webgpu gives the same token ids', async ({ page }) => {
+  const pageErrors = watchPageErrors(page);
+  await page.goto('./?backend=webgpu');
+  const badge = page.getByTestId('backend-badge');
+  await expect(badge).toHaveAttribute('data-backend', 'webgpu');
+  await expect(badge).toContainText('WebGPU');
+  await expect(page.getByTestId('backend-reason')).toContainText('forced');
+
+  await loadDemoModel(page);
+  expect(await transcribeBat(page)).toEqual(bat.tokens);
+  await expect(page.getByTestId('timing')).toContainText('on WebGPU');
+  await page.screenshot({ path: `${SCREENSHOTS}/webgpu-demo-bat.png`, fullPage: true });
+  expect(pageErrors).toEqual([]);
+});
+
+test('a broken weights file or audio file shows a readable banner and the page keeps working', async ({ page }) => {
+  const pageErrors = watchPageErrors(page);
+  await page.goto('./');
+  await expect(page.getByTestId('backend-badge')).toHaveAttribute('data-backend', /.+/);
+
+  await page.getByTestId('model-files').setInputFiles([
+    { name: 'config.json', mimeType: 'application/json', buffer: await readFile(resolve(MICRO_DIR, 'config.json')) },
+    { name: 'model.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from('these bytes are not a safetensors file') },
+  ]);
+  await page.getByTestId('load-model').click();
+  const banner = page.getByRole('alert');
+  await expect(banner).toBeVisible();
+  const message = (await banner.textContent())?.replace('×', '').trim() ?? '';
+  expect(message).toMatch(/safetensors/i);
+  // One readable line: no stack frames, no source paths.
+  expect(message).not.toMatch(/\n|\bat \S+ \(|\.ts:\d+|\.js:\d+/);
+  expect(message.length).toBeLessThan(400);
+  await expect(page.getByTestId('model-info')).toHaveCount(0);
+  await page.screenshot({ path: `${SCREENSHOTS}/broken-weights-banner.png`, fullPage: true });
+
+  await loadDemoModel(page);
+  await expect(banner).toHaveCount(0);
+
+  // A file that is not audio, as the clip: a banner again, and the demo clips still work.
+  await page.getByTestId('clip-file').setInputFiles({ name: 'notes.wav', mimeType: 'audio/wav', buffer: Buffer.from('not audio at all') });
+  await expect(banner).toContainText('notes.wav could not be decoded as audio');
+  expect(await transcribeBat(page)).toEqual(bat.tokens);
+  await expect(banner).toHaveCount(0);
+  expect(pageErrors).toEqual([]);
+});
+
+test('a hub model downloads with progress and can be cancelled, then loads offline from Cache Storage', async ({ page, context }) => {
+  const pageErrors = watchPageErrors(page);
+  const repo = 'earshot-e2e/whisper-micro';
+  const cors = { 'access-control-allow-origin': '*' };
+  const served: string[] = [];
+  // The first request for the weights is held unanswered, to see the progress bar and cancel it.
+  let holdWeights = true;
+  const held: Route[] = [];
+  // A stand-in for the hub (this machine is offline): the same URLs, and the CORS header that
+  // lets a cross-origin-isolated (COEP require-corp) page read them. The real hub redirects
+  // the weights to a CDN that sends the same header; Playwright does not route the second hop
+  // of a redirect made from a worker, so the stand-in answers directly.
+  await context.route('https://huggingface.co/**', async (route) => {
+    const url = new URL(route.request().url());
+    served.push(url.pathname);
+    const file = url.pathname.replace(`/${repo}/resolve/main/`, '');
+    if (file === 'model.safetensors' && holdWeights) {
+      held.push(route);
+      return;
+    }
+    if (file === 'config.json' || file === 'model.safetensors') {
+      const body = await readFile(resolve(MICRO_DIR, file));
+      const type = file.endsWith('.json') ? 'application/json' : 'application/octet-stream';
+      await route.fulfill({ status: 200, headers: { ...cors, 'content-type': type, 'content-length': String(body.length) }, body });
+    } else {
+      await route.fulfill({ status: 404, headers: cors, body: 'Entry not found' });
+    }
+  });
+
+  await page.goto('./');
+  expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);
+  await page.locator('input[name="model"][value="custom"]').check();
+  await page.getByLabel('Hugging Face repo id').fill(repo);
+  await page.getByTestId('load-model').click();
+  const progress = page.getByTestId('progress');
+  await expect(progress).toContainText('Downloading model.safetensors');
+  await page.screenshot({ path: `${SCREENSHOTS}/hub-download-progress.png`, fullPage: true });
+
+  // Cancel: the bar goes away quietly (no error banner) and no model is loaded.
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await expect(progress).toHaveCount(0);
+  await expect(page.getByRole('alert')).toHaveCount(0);
+  const info = page.getByTestId('model-info');
+  await expect(info).toHaveCount(0);
+  expect(held).toHaveLength(1);
+
+  holdWeights = false;
+  await page.getByTestId('load-model').click();
+  await expect(info).toContainText(repo);
+  await expect(info).not.toContainText('from the browser cache');
+  await expect(info).not.toContainText('random-weight demo model');
+  // config.json and the missing tokenizer.json came from Cache Storage the second time.
+  expect(served).toEqual([
+    `/${repo}/resolve/main/config.json`,
+    `/${repo}/resolve/main/tokenizer.json`,
+    `/${repo}/resolve/main/model.safetensors`,
+    `/${repo}/resolve/main/model.safetensors`,
+  ]);
+
+  // Second visit with the network gone: everything comes from Cache Storage.
+  await context.unrouteAll({ behavior: 'ignoreErrors' });
+  await context.route(/^https?:\/\/(?!localhost)/, (route) => route.abort('internetdisconnected'));
+  await page.reload();
+  await page.locator('input[name="model"][value="custom"]').check();
+  await page.getByLabel('Hugging Face repo id').fill(repo);
+  await page.getByTestId('load-model').click();
+  await expect(info).toContainText('from the browser cache');
+  expect(await transcribeBat(page)).toEqual(bat.tokens);
+  await page.screenshot({ path: `${SCREENSHOTS}/hub-offline-cache.png`, fullPage: true });
+  expect(pageErrors).toEqual([]);
+});
+
+test('if the engine worker dies, the page says so, restarts it, and loads again', async ({ page }) => {
+  await page.goto('./');
+  await loadDemoModel(page);
+  const engine = page.workers().find((w) => w.url().includes('engine.worker'));
+  expect(engine, 'the engine worker is running').toBeTruthy();
+  // An uncaught exception inside the worker, as a crashing backend would raise.
+  await engine!.evaluate(() => {
+    setTimeout(() => {
+      throw new Error('simulated engine crash');
+    });
+  });
+  const banner = page.getByRole('alert');
+  await expect(banner).toContainText('The engine stopped unexpectedly');
+  await expect(banner).toContainText('load the model again');
+  await expect(page.getByTestId('model-info')).toHaveCount(0);
+  await expect(page.getByTestId('backend-badge')).toHaveAttribute('data-backend', 'wasm');
+  await page.screenshot({ path: `${SCREENSHOTS}/engine-restarted.png`, fullPage: true });
+
+  await loadDemoModel(page);
+  expect(await transcribeBat(page)).toEqual(bat.tokens);
+});

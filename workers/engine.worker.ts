@@ -1,0 +1,198 @@
+/**
+ * The engine worker: owns the tensor backend and one loaded model, answers the requests
+ * of workers/protocol.ts. Thin on purpose: the model code lives in models/, experiments
+ * in lab/; this file only routes messages, reports progress and turns failures into
+ * messages a person can act on.
+ *
+ * Requests run one at a time in arrival order (a transcription never sees a model being
+ * swapped under it); `cancel` is handled at once, outside that queue.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { chooseBrowserBackend, initBackend, type BackendName } from '../models/backend.ts';
+import { samplesToMel, windowSeconds } from '../models/clip.ts';
+import { greedyDecode } from '../models/decode.ts';
+import { EarshotError } from '../models/errors.ts';
+import { loadCheckpoint, type LoadedModel } from '../models/load.ts';
+import { throwIfAborted } from './fetch-file.ts';
+import type {
+  BackendReport,
+  EngineRequest,
+  EngineResponse,
+  ErrorPayload,
+  ModelInfo,
+  ProgressPayload,
+  RequestPayloads,
+  Transcript,
+} from './protocol.ts';
+import { gatherCheckpoint } from './sources.ts';
+
+const scope = self as unknown as DedicatedWorkerGlobalScope;
+
+let backend: BackendReport | null = null;
+let current: { loaded: LoadedModel; info: ModelInfo } | null = null;
+
+/** Abort handles of queued and running requests, by id. */
+const controllers = new Map<number, AbortController>();
+let queue: Promise<void> = Promise.resolve();
+
+scope.onmessage = (event: MessageEvent<EngineRequest>) => {
+  const request = event.data;
+  if (request.kind === 'cancel') {
+    const target = controllers.get(request.payload.target);
+    target?.abort();
+    post({ kind: 'result', id: request.id, payload: { cancelled: target !== undefined } });
+    return;
+  }
+  const controller = new AbortController();
+  controllers.set(request.id, controller);
+  queue = queue.then(() => run(request, controller.signal)).finally(() => controllers.delete(request.id));
+};
+
+async function run(request: Exclude<EngineRequest, { kind: 'cancel' }>, signal: AbortSignal): Promise<void> {
+  const progress = (p: ProgressPayload) => post({ kind: 'progress', id: request.id, payload: p });
+  try {
+    throwIfAborted(signal);
+    switch (request.kind) {
+      case 'init':
+        post({ kind: 'result', id: request.id, payload: await ensureBackend(request.payload.backend) });
+        return;
+      case 'load-model':
+        post({ kind: 'result', id: request.id, payload: await loadModel(request.payload, signal, progress) });
+        return;
+      case 'transcribe':
+        post({ kind: 'result', id: request.id, payload: await transcribe(request.payload, signal, progress) });
+        return;
+      default: {
+        const never: never = request;
+        throw new EarshotError(`Unknown request ${JSON.stringify(never)}.`, 'bad-request');
+      }
+    }
+  } catch (e) {
+    post({ kind: 'error', id: request.id, payload: toErrorPayload(e, request.kind) });
+  }
+}
+
+async function ensureBackend(override?: BackendName): Promise<BackendReport> {
+  if (backend) return backend;
+  const choice = await chooseBrowserBackend(override ? { force: override } : {});
+  try {
+    const info = await initBackend(choice.name, wasmOptions());
+    backend = { name: choice.name, reason: choice.reason, detail: info.reason ?? choice.name, crossOriginIsolated: scope.crossOriginIsolated };
+  } catch (e) {
+    if (choice.name === 'wasm') throw e;
+    // A forced or detected WebGPU that will not start: say so and run on WASM.
+    const info = await initBackend('wasm', wasmOptions());
+    backend = {
+      name: 'wasm',
+      reason: `${choice.name} failed to start (${e instanceof Error ? e.message : String(e)}); using wasm`,
+      detail: info.reason ?? 'wasm',
+      crossOriginIsolated: scope.crossOriginIsolated,
+    };
+  }
+  return backend;
+}
+
+/**
+ * WASM threads need cross-origin isolation (SharedArrayBuffer); ask for one per core, at
+ * most 4, leaving the rest to the page. Note: tfjs-backend-wasm 4.22 still reports (and,
+ * measured here, runs) one XNNPACK thread whatever is asked (tensorflow/tfjs#8513).
+ */
+function wasmOptions(): { threads?: number } {
+  if (!scope.crossOriginIsolated) return {};
+  return { threads: Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) };
+}
+
+async function loadModel(
+  { source }: RequestPayloads['load-model'],
+  signal: AbortSignal,
+  progress: (p: ProgressPayload) => void,
+): Promise<ModelInfo> {
+  await ensureBackend();
+  const started = performance.now();
+  const gathered = await gatherCheckpoint(source, signal, progress);
+  throwIfAborted(signal);
+  progress({ done: 0, total: 0, stage: 'Uploading weights to the backend' });
+  const loaded = await loadCheckpoint(gathered.files);
+  if (signal.aborted) {
+    loaded.model.dispose();
+    throwIfAborted(signal);
+  }
+  const c = loaded.config;
+  const info: ModelInfo = {
+    label: gathered.label,
+    source: source.type,
+    randomWeights: source.type === 'demo',
+    summary: {
+      encoderLayers: c.encoderLayers,
+      decoderLayers: c.decoderLayers,
+      dModel: c.dModel,
+      vocabSize: c.vocabSize,
+      numMelBins: c.numMelBins,
+      windowSeconds: windowSeconds(c),
+      multilingual: loaded.special.multilingual,
+    },
+    hasTokenizer: loaded.tokenizer !== null,
+    prompt: loaded.prompt,
+    weightBytes: gathered.files.safetensors.byteLength,
+    fromCache: gathered.fromCache,
+    loadMs: performance.now() - started,
+  };
+  // Swap only once the new model works, so a failed load leaves the old one usable.
+  current?.loaded.model.dispose();
+  current = { loaded, info };
+  return info;
+}
+
+async function transcribe(
+  { samples, label }: RequestPayloads['transcribe'],
+  signal: AbortSignal,
+  progress: (p: ProgressPayload) => void,
+): Promise<Transcript> {
+  if (!current) throw new EarshotError('No model is loaded yet; load one first.', 'no-model');
+  const { loaded, info } = current;
+  const c = loaded.config;
+  const started = performance.now();
+  progress({ done: 0, total: 2, stage: 'Computing the log-mel spectrogram' });
+  const clip = samplesToMel(new Float32Array(samples), c, { trim: true, label });
+  const melDone = performance.now();
+  throwIfAborted(signal);
+  progress({ done: 1, total: 2, stage: 'Decoding' });
+  const mel = tf.tensor3d(clip.mel, [1, c.numMelBins, 2 * c.maxSourcePositions]);
+  let tokens: number[];
+  try {
+    tokens = await greedyDecode(loaded.model, mel, { prompt: loaded.prompt, eot: loaded.special.eot });
+  } finally {
+    mel.dispose();
+  }
+  // greedyDecode has no abort hook; a cancel that arrived meanwhile still wins.
+  throwIfAborted(signal);
+  const finished = performance.now();
+  return {
+    tokens,
+    text: loaded.tokenizer ? loaded.tokenizer.decode(tokens) : null,
+    prompt: loaded.prompt,
+    seconds: clip.seconds,
+    trimmed: clip.trimmed,
+    timing: { melMs: melDone - started, decodeMs: finished - melDone, totalMs: finished - started },
+    backend: backend?.name ?? (tf.getBackend() as BackendName),
+    model: info.label,
+  };
+}
+
+/** Any failure → one line for the UI. EarshotErrors already are; anything else gets context. */
+function toErrorPayload(e: unknown, kind: EngineRequest['kind']): ErrorPayload {
+  if (e instanceof EarshotError) return { message: e.message, code: e.code ?? 'error' };
+  const detail = firstLine(e instanceof Error ? e.message : String(e));
+  const doing = { init: 'starting the engine', 'load-model': 'loading the model', transcribe: 'transcribing', cancel: 'cancelling' }[kind];
+  console.error(`Earshot engine: unexpected failure while ${doing}`, e);
+  return { message: `Something went wrong while ${doing}: ${detail}. Try again; if it keeps happening, reload the page.`, code: 'internal' };
+}
+
+function firstLine(text: string): string {
+  const line = text.split('\n')[0].trim();
+  return line.length > 200 ? `${line.slice(0, 199)}…` : line || 'no details';
+}
+
+function post(message: EngineResponse): void {
+  scope.postMessage(message);
+}
