@@ -5,10 +5,9 @@
  * The top candidates are then patched for real and the agreement reported.
  */
 import * as tf from '@tensorflow/tfjs-core';
-// Gradients are registered separately from the ops; attribution patching needs them.
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { HookSession } from '../models/hook-session.ts';
 import { expandHookPatterns } from '../models/hooks.ts';
+import { ensureGradients } from './gradients.ts';
 import { hookGeometry } from './patch.ts';
 import { ensureHooks } from './runs.ts';
 import type { PatchLab, PatchResult } from './sweep.ts';
@@ -36,6 +35,7 @@ export interface AttributionResult {
 }
 
 export async function attributionPatching(lab: PatchLab, patterns: string[], opts: { topK?: number; encoderRange?: [number, number] } = {}): Promise<AttributionResult> {
+  await ensureGradients();
   const model = lab.model;
   const c = model.config;
   const names = expandHookPatterns(patterns, c).filter((n) => n !== 'hook_logits');

@@ -47,7 +47,10 @@ export interface VariantLabel {
   head: number | null;
 }
 
-/** Positions to sweep: one patch over all, one per position, or one per group of `size` positions. */
+/**
+ * Positions to sweep: one patch over all, one per position, or one per group of `size`
+ * encoder positions (time bins of size × 20 ms; decoder hooks then go token by token).
+ */
 export type PositionMode = { kind: 'all' } | { kind: 'each' } | { kind: 'bins'; size: number } | { kind: 'list'; positions: number[] };
 export type HeadMode = 'all' | 'each';
 

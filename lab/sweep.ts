@@ -231,7 +231,9 @@ export function planVariants(spec: SweepSpec, c: WhisperConfig, prefixLength: nu
       lo = Math.min(spec.encoderRange[0] * framesPerPos, extent.positions);
       hi = Math.min(spec.encoderRange[1] * framesPerPos, extent.positions);
     }
-    const groups = positionGroups(spec, lo, hi, framesPerPos);
+    // Time bins are an encoder notion; decoder tokens are patched one by one under "bins".
+    const mode = spec.positions.kind === 'bins' && !isEncoderTime ? { ...spec, positions: { kind: 'each' as const } } : spec;
+    const groups = positionGroups(mode, lo, hi, framesPerPos);
     const heads = spec.heads === 'each' && extent.heads !== null ? Array.from({ length: extent.heads }, (_, h) => h) : [null];
     for (const g of groups) {
       for (const head of heads) {

@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { greedyDecode } from '../models/decode.ts';
 import { EarshotError } from '../models/errors.ts';
+import { HookSession } from '../models/hook-session.ts';
 import type { Whisper } from '../models/whisper.ts';
 
 export interface TargetChoice {
@@ -48,4 +49,25 @@ export async function transcribePair(model: Whisper, cleanMel: Float32Array, cor
     }
   }
   return out;
+}
+
+/**
+ * The clean and corrupted runs' top tokens after a given prefix: the default target
+ * and foil when the user fixes the prefix but not the tokens.
+ */
+export async function nextTokens(model: Whisper, cleanMel: Float32Array, corruptMel: Float32Array, prefix: readonly number[]): Promise<{ clean: number; corrupt: number }> {
+  const c = model.config;
+  const shape: [number, number, number] = [1, c.numMelBins, 2 * c.maxSourcePositions];
+  const top = async (mel: Float32Array) => {
+    const id = tf.tidy(() => {
+      const enc = model.encode(tf.tensor3d(mel, shape));
+      const tokens = tf.tensor2d([Array.from(prefix)], [1, prefix.length], 'int32');
+      const logits = model.decodeFrom(0, model.decoderEmbed(tokens, 0, new HookSession()), model.crossKV(enc), new HookSession(), true);
+      return tf.argMax(tf.reshape(logits, [-1]));
+    });
+    const v = (await id.data())[0];
+    id.dispose();
+    return v;
+  };
+  return { clean: await top(cleanMel), corrupt: await top(corruptMel) };
 }

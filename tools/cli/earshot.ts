@@ -5,6 +5,7 @@
  *   npm run -s earshot -- transcribe --model DIR --audio FILE [--backend cpu|wasm|webgpu] [--max-tokens N] [--json]
  *   npm run -s earshot -- run --model DIR --audio FILE --prefix ID,ID,... --hooks NAME[,NAME...] --out FILE.json
  *   npm run -s earshot -- hooks --model DIR
+ *   npm run -s earshot -- patch|grounding|lens|attribute --model DIR --clean A.wav --corrupt B.wav ... --out FILE.json
  */
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -13,10 +14,11 @@ import { EarshotError } from '../../models/errors.ts';
 import { greedyDecode } from '../../models/decode.ts';
 import { expandHookPatterns, hookNames } from '../../models/hooks.ts';
 import { HookSession } from '../../models/hook-session.ts';
-import { loadCheckpoint, type LoadedModel } from '../../models/load.ts';
+import type { LoadedModel } from '../../models/load.ts';
 import { clipToMel } from '../../models/wav-clip.ts';
-import { initNodeBackend } from './node-backend.ts';
 import { readBytes, readModelDir } from './files.ts';
+import { OPTIONS, openModel, parseIdList, required, type Args } from './args.ts';
+import { attributeCommand, groundingCommand, lensCommand, patchCommand } from './lab-commands.ts';
 
 const USAGE = `Usage: earshot <command> [options]
 
@@ -29,43 +31,22 @@ Commands:
   hooks --model DIR
       Lists the model's hook names in computation order.
 
+  Lab commands take --model DIR --clean A.wav --corrupt B.wav|white-noise --out FILE.json, and
+  [--prefix ID,...] [--target ID --foil ID] (default: the first token where the transcripts differ):
+  patch --hooks PATTERN[,PATTERN...] [--positions all|each|bins:MS] [--heads all|each]
+        [--direction denoise|noise] [--source clean|corrupt|noise:K|zero|mean]
+        [--metric logit_diff|logprob|prob|kl] [--full-window] [--memory-mb N]
+      Activation patching: one result per hook × position group × head.
+  grounding [--metric M] [--per-token] [--text-clean ID,... --text-corrupt ID,...]
+      Pathway grounding coefficient per decoder layer and overall (listen vs guess);
+      per token along the transcript; input grounding against a decoder-context pair.
+  lens
+      Logit lens and encoder lens of both runs, saturation and critical layers, layer CKA.
+  attribute [--hooks PATTERN,...] [--top K]
+      Attribution patching for every hook and position, top K verified by real patches.
+
 DIR holds config.json and model.safetensors (Hugging Face layout), and tokenizer.json for text.
 FILE is a WAV file (PCM or float, any rate, mono or stereo).`;
-
-const OPTIONS = {
-  model: { type: 'string' },
-  audio: { type: 'string' },
-  backend: { type: 'string', default: 'wasm' },
-  'max-tokens': { type: 'string' },
-  prefix: { type: 'string' },
-  hooks: { type: 'string' },
-  out: { type: 'string' },
-  json: { type: 'boolean', default: false },
-  trim: { type: 'boolean', default: false },
-  help: { type: 'boolean', short: 'h', default: false },
-} as const;
-
-type Args = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
-
-function required(args: Args, name: 'model' | 'audio' | 'prefix' | 'hooks' | 'out'): string {
-  const v = args[name];
-  if (v === undefined || v === '') throw new EarshotError(`Missing --${name}. Run "earshot --help" for usage.`, 'usage');
-  return v;
-}
-
-function parseIdList(text: string, what: string): number[] {
-  const ids = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (ids.length === 0) throw new EarshotError(`${what} is empty; give token ids separated by commas, e.g. 50258,50259,50359,50363.`, 'usage');
-  return ids.map((s) => {
-    if (!/^\d+$/.test(s)) throw new EarshotError(`${what} has "${s}", which is not a token id (a non-negative integer).`, 'usage');
-    return Number(s);
-  });
-}
-
-async function openModel(args: Args): Promise<LoadedModel> {
-  await initNodeBackend(args.backend ?? 'wasm');
-  return loadCheckpoint(await readModelDir(required(args, 'model')));
-}
 
 async function readMel(args: Args, loaded: LoadedModel): Promise<tf.Tensor3D> {
   const path = required(args, 'audio');
@@ -154,8 +135,20 @@ export async function main(argv: string[]): Promise<number> {
       case 'hooks':
         await listHooks(args);
         return 0;
+      case 'patch':
+        await patchCommand(args);
+        return 0;
+      case 'grounding':
+        await groundingCommand(args);
+        return 0;
+      case 'lens':
+        await lensCommand(args);
+        return 0;
+      case 'attribute':
+        await attributeCommand(args);
+        return 0;
       default:
-        process.stderr.write(`earshot: unknown command "${command}". Commands: transcribe, run, hooks.\n`);
+        process.stderr.write(`earshot: unknown command "${command}". Commands: transcribe, run, hooks, patch, grounding, lens, attribute.\n`);
         return 2;
     }
   } catch (e) {

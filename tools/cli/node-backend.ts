@@ -1,4 +1,5 @@
 /** Backend set-up for the CLI in Node: cpu and wasm directly, webgpu through Dawn. */
+import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendName } from '../../models/backend.ts';
 import { EarshotError } from '../../models/errors.ts';
@@ -16,4 +17,12 @@ export async function initNodeBackend(name: string): Promise<void> {
   // tfjs prints a banner about tfjs-node on first use in Node; the CLI's stderr is for the user.
   tf.env().set('PROD', true);
   await initBackend(name as BackendName);
+}
+
+/**
+ * Op gradients for attribution patching. In plain Node tfjs-core is its CommonJS build,
+ * which ships without them; the umbrella package's Node build registers them on it.
+ */
+export function registerNodeGradients(): void {
+  if (!tf.getGradient('Sub')) createRequire(import.meta.url)('@tensorflow/tfjs');
 }
