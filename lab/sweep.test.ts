@@ -119,4 +119,35 @@ describe('PatchLab sweeps', () => {
     const r = await lab.sweep({ hooks: ['encoder.hook_input'], positions: { kind: 'all' }, heads: 'all', direction: 'denoise', source: { kind: 'clean' }, metric: 'logit_diff' });
     expect(Math.abs(r.results[0].effect - 1)).toBeLessThan(1e-4);
   });
+
+  it('streams progress and partial results, plans batches from the memory budget, and cancels', async () => {
+    const spec: SweepSpec = { hooks: ['encoder.blocks.*.hook_resid_post'], positions: { kind: 'bins', size: 10 }, heads: 'all', direction: 'denoise', source: { kind: 'clean' }, metric: 'logit_diff' };
+    const progress: number[] = [];
+    let streamed = 0;
+    const big = await lab.sweep(spec, { onProgress: (p) => progress.push(p.done), onResults: (r) => (streamed += r.length) });
+    expect(progress.at(-1)).toBe(big.results.length);
+    expect([...progress].sort((a, b) => a - b)).toEqual(progress);
+    expect(streamed).toBe(big.results.length);
+    // A budget that fits only a few variants at a time gives more, smaller batches, same numbers.
+    const small = await lab.sweep(spec, { memoryBudget: 2 * 1024 ** 2 });
+    expect(small.cost.batches).toBeGreaterThan(big.cost.batches);
+    small.results.forEach((r, i) => expect(r.value).toBeCloseTo(big.results[i].value, 5));
+
+    const controller = new AbortController();
+    let batches = 0;
+    const cancelled = lab.sweep(spec, { maxBatch: 2, onResults: () => ++batches === 2 && controller.abort(), signal: controller.signal });
+    await expect(cancelled).rejects.toMatchObject({ code: 'cancelled' });
+    expect(batches).toBe(2);
+    // The lab is still usable after a cancelled sweep.
+    const again = await lab.sweep(spec);
+    again.results.forEach((r, i) => expect(r.value).toBeCloseTo(big.results[i].value, 5));
+  });
+
+  it('leaves no tensors behind once its caches are filled', async () => {
+    const spec: SweepSpec = { hooks: ['decoder.blocks.*.cross_attn.hook_z', 'encoder.blocks.1.hook_mlp_out'], positions: { kind: 'all' }, heads: 'each', direction: 'noise', source: { kind: 'noise', scale: 1, seed: 3 }, metric: 'kl' };
+    await lab.sweep(spec);
+    const before = tf.memory().numTensors;
+    await lab.sweep(spec);
+    expect(tf.memory().numTensors).toBe(before);
+  });
 });
