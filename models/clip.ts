@@ -24,7 +24,12 @@ export interface PreparedClip {
   /** Duration of the (trimmed) clip in seconds. */
   seconds: number;
   trimmed: boolean;
+  /** Things a person should know that do not stop the run (silence, clipping). */
+  warnings: string[];
 }
+
+/** Peak below −80 dBFS: nothing a microphone picked up. */
+const SILENT_PEAK = 1e-4;
 
 export function windowSeconds(c: WhisperConfig): number {
   return (2 * c.maxSourcePositions * HOP_LENGTH) / SAMPLE_RATE;
@@ -35,6 +40,18 @@ export function samplesToMel(samples: Float32Array, c: WhisperConfig, opts: Clip
   const label = opts.label ?? 'the clip';
   const windowSamples = 2 * c.maxSourcePositions * HOP_LENGTH;
   if (samples.length === 0) throw new EarshotError(`${label} has no audio samples.`, 'empty-audio');
+  let peak = 0;
+  let clipped = 0;
+  for (let i = 0; i < samples.length; i++) {
+    const a = Math.abs(samples[i]);
+    if (!(a <= Infinity)) throw new EarshotError(`${label} has a NaN sample at ${(i / SAMPLE_RATE).toFixed(3)} s; re-export the audio.`, 'bad-samples');
+    if (a === Infinity) throw new EarshotError(`${label} has an infinite sample at ${(i / SAMPLE_RATE).toFixed(3)} s; re-export the audio.`, 'bad-samples');
+    if (a > peak) peak = a;
+    if (a >= 0.999) clipped++;
+  }
+  const warnings: string[] = [];
+  if (peak < SILENT_PEAK) warnings.push(`${label} is silent (peak ${peak === 0 ? '−∞' : (20 * Math.log10(peak)).toFixed(0)} dBFS): the model will hear nothing in it.`);
+  else if (clipped > samples.length / 1000) warnings.push(`${label} is clipped (${clipped} samples at full scale): record it a little quieter.`);
   let trimmed = false;
   if (samples.length > windowSamples) {
     if (!opts.trim) {
@@ -45,7 +62,8 @@ export function samplesToMel(samples: Float32Array, c: WhisperConfig, opts: Clip
     }
     samples = samples.subarray(0, windowSamples);
     trimmed = true;
+    warnings.push(`${label} was trimmed to its first ${windowSeconds(c)} s.`);
   }
   const mel = logMel(samples, { nMels: c.numMelBins, nFrames: 2 * c.maxSourcePositions });
-  return { samples, mel, seconds: samples.length / SAMPLE_RATE, trimmed };
+  return { samples, mel, seconds: samples.length / SAMPLE_RATE, trimmed, warnings };
 }

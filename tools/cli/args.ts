@@ -71,3 +71,8 @@ export function choice<T extends string>(value: string | undefined, name: string
   if (value !== undefined && (allowed as readonly string[]).includes(value)) return value as T;
   throw new EarshotError(`--${name} must be one of ${allowed.join(', ')}, not "${value}".`, 'usage');
 }
+
+/** Warnings (a silent or clipped clip, trimming) go to stderr and do not stop the command. */
+export function warn(warnings: readonly string[]): void {
+  for (const w of warnings) process.stderr.write(`earshot: warning: ${w}\n`);
+}

@@ -17,7 +17,7 @@ import { HookSession } from '../../models/hook-session.ts';
 import type { LoadedModel } from '../../models/load.ts';
 import { clipToMel } from '../../models/wav-clip.ts';
 import { readBytes, readModelDir } from './files.ts';
-import { OPTIONS, openModel, parseIdList, required, type Args } from './args.ts';
+import { OPTIONS, openModel, parseIdList, required, warn, type Args } from './args.ts';
 import { attributeCommand, groundingCommand, lensCommand, patchCommand } from './lab-commands.ts';
 
 const USAGE = `Usage: earshot <command> [options]
@@ -51,7 +51,8 @@ FILE is a WAV file (PCM or float, any rate, mono or stereo).`;
 async function readMel(args: Args, loaded: LoadedModel): Promise<tf.Tensor3D> {
   const path = required(args, 'audio');
   const bytes = await readBytes(path, 'audio file', 1024 ** 3);
-  const { mel } = clipToMel(bytes, loaded.config, { trim: args.trim ?? false, label: path });
+  const { mel, warnings } = clipToMel(bytes, loaded.config, { trim: args.trim ?? false, label: path });
+  warn(warnings);
   return tf.tensor3d(mel, [1, loaded.config.numMelBins, 2 * loaded.config.maxSourcePositions]);
 }
 

@@ -16,7 +16,7 @@ import { samplesToMel, type PreparedClip } from '../../models/clip.ts';
 import { EarshotError } from '../../models/errors.ts';
 import type { LoadedModel } from '../../models/load.ts';
 import { clipToMel } from '../../models/wav-clip.ts';
-import { choice, intOption, openModel, parseIdList, required, type Args } from './args.ts';
+import { choice, intOption, openModel, parseIdList, required, warn, type Args } from './args.ts';
 import { readBytes } from './files.ts';
 import { registerNodeGradients } from './node-backend.ts';
 
@@ -34,7 +34,9 @@ interface Pair {
 }
 
 async function readClip(path: string, loaded: LoadedModel, trim: boolean): Promise<PreparedClip> {
-  return clipToMel(await readBytes(path, 'audio file', 1024 ** 3), loaded.config, { trim, label: path });
+  const clip = clipToMel(await readBytes(path, 'audio file', 1024 ** 3), loaded.config, { trim, label: path });
+  warn(clip.warnings);
+  return clip;
 }
 
 /** Model + clips + prefix/target/foil (each defaulted from the transcripts unless given). */
