@@ -107,6 +107,10 @@ describe('PatchLab sweeps', () => {
     expect(r.cost.variants).toBe(c.decoderLayers * T);
     expect(r.cost.naiveBlockEvals - r.cost.blockEvals).toBe(r.cost.variants * (c.encoderLayers + c.decoderLayers) - T * (2 + 1));
     expect(r.cost.blockEvals * 2).toBeLessThan(r.cost.naiveBlockEvals);
+    // Encoder patches: block 0 reruns 2 encoder + 2 decoder blocks, block 1 reruns 1 + 2.
+    const enc = await lab.sweep({ ...spec, hooks: ['encoder.blocks.*.hook_resid_post'], positions: { kind: 'bins', size: 50 } });
+    expect(enc.cost.variants).toBe(4);
+    expect(enc.cost.naiveBlockEvals - enc.cost.blockEvals).toBe(4 * 4 - (2 * 4 + 2 * 3));
   });
 
   it('a patch whose source is the base run itself changes nothing', async () => {
