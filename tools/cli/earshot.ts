@@ -105,6 +105,16 @@ async function listHooks(args: Args): Promise<void> {
   process.stdout.write(hookNames(parseConfig(files.config)).join('\n') + '\n');
 }
 
+const COMMANDS: Record<string, (args: Args) => Promise<void>> = {
+  transcribe,
+  run,
+  hooks: listHooks,
+  patch: patchCommand,
+  grounding: groundingCommand,
+  lens: lensCommand,
+  attribute: attributeCommand,
+};
+
 /** Messages go to the terminal as one line ending in a full stop. */
 function oneLine(message: string): string {
   const text = message.replace(/\s*\n\s*/g, ' ').trim();
@@ -126,32 +136,13 @@ export async function main(argv: string[]): Promise<number> {
     return command === undefined && !args.help ? 2 : 0;
   }
   try {
-    switch (command) {
-      case 'transcribe':
-        await transcribe(args);
-        return 0;
-      case 'run':
-        await run(args);
-        return 0;
-      case 'hooks':
-        await listHooks(args);
-        return 0;
-      case 'patch':
-        await patchCommand(args);
-        return 0;
-      case 'grounding':
-        await groundingCommand(args);
-        return 0;
-      case 'lens':
-        await lensCommand(args);
-        return 0;
-      case 'attribute':
-        await attributeCommand(args);
-        return 0;
-      default:
-        process.stderr.write(`earshot: unknown command "${command}". Commands: transcribe, run, hooks, patch, grounding, lens, attribute.\n`);
-        return 2;
+    const handler = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+    if (!handler) {
+      process.stderr.write(`earshot: unknown command "${command}". Commands: ${Object.keys(COMMANDS).join(', ')}.\n`);
+      return 2;
     }
+    await handler(args);
+    return 0;
   } catch (e) {
     if (e instanceof EarshotError) process.stderr.write(`earshot: ${oneLine(e.message)}\n`);
     else if (process.env.EARSHOT_DEBUG) process.stderr.write(`earshot: internal error\n${(e as Error).stack}\n`);
