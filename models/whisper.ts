@@ -268,14 +268,37 @@ export class Whisper {
     const dHead = d / heads;
     const q = hooks.at(`${h}.hook_q`, splitHeads(this.#linear(x, `${w}.q_proj`), heads)); // [B, T, H, dh]
     const qh = tf.mul(tf.transpose(q, [0, 2, 1, 3]), 1 / Math.sqrt(dHead)); // [B, H, T, dh]
-    let scores = tf.matMul(qh, kv.k, false, true); // [B, H, T, S]
+    let scores = headMatMul(qh, kv.k, true); // [B, H, T, S]
     if (mask) scores = tf.add(scores, mask);
     const pattern = hooks.at(`${h}.hook_pattern`, tf.softmax(scores)); // [B, H, T, S]
-    const zh = tf.matMul(pattern, kv.v); // [B, H, T, dh]
+    const zh = headMatMul(pattern, kv.v, false); // [B, H, T, dh]
     const z = hooks.at(`${h}.hook_z`, tf.transpose(zh, [0, 2, 1, 3]) as tf.Tensor4D); // [B, T, H, dh]
     // Keys/values may carry more rows than the queries (patched variants): z has the wider batch.
     return this.#linear(tf.reshape(z, [z.shape[0], T, d]), `${w}.out_proj`); // [B, T, d]
   }
+}
+
+/**
+ * a·b (or a·bᵀ) per batch row and head: [B, H, M, K] × [B', H, K, N] → [B, H, M, N], where
+ * b may have one batch row shared by all of a's (patched variants over one clip).
+ * tfjs-wasm runs batched matMul and transposeB through a slow generic loop (measured on
+ * whisper-tiny's encoder, 1500 positions: ~950 ms per QKᵀ, against ~30 ms for the same
+ * work as six 2-D products with b transposed up front), so on wasm each head is a 2-D product.
+ */
+function headMatMul(a: tf.Tensor4D, b: tf.Tensor4D, transposeB: boolean): tf.Tensor4D {
+  if (tf.getBackend() !== 'wasm') return tf.matMul(a, b, false, transposeB);
+  const [B, H, M] = a.shape;
+  const rows: tf.Tensor[] = [];
+  for (let i = 0; i < B; i++) {
+    const bi = b.shape[0] === 1 ? 0 : i;
+    for (let j = 0; j < H; j++) {
+      const ai = tf.reshape(tf.slice(a, [i, j, 0, 0], [1, 1, -1, -1]), [M, a.shape[3]]);
+      const bij = tf.reshape(tf.slice(b, [bi, j, 0, 0], [1, 1, -1, -1]), [b.shape[2], b.shape[3]]);
+      rows.push(tf.matMul(ai, transposeB ? tf.transpose(bij) : bij));
+    }
+  }
+  const N = rows[0].shape[1]!;
+  return tf.reshape(tf.stack(rows), [B, H, M, N]);
 }
 
 /** HF names of every nn.Linear in the model except the tied output projection. */
