@@ -279,20 +279,21 @@ export class Whisper {
 }
 
 /**
- * a·b (or a·bᵀ) per batch row and head: [B, H, M, K] × [B', H, K, N] → [B, H, M, N], where
- * b may have one batch row shared by all of a's (patched variants over one clip).
+ * a·b (or a·bᵀ) per batch row and head: [B, H, M, K] × [B, H, K, N] → [B, H, M, N], where
+ * either side may have one batch row shared by all of the other's (patched variants).
  * tfjs-wasm runs batched matMul and transposeB through a slow generic loop (measured on
  * whisper-tiny's encoder, 1500 positions: ~950 ms per QKᵀ, against ~30 ms for the same
  * work as six 2-D products with b transposed up front), so on wasm each head is a 2-D product.
  */
 function headMatMul(a: tf.Tensor4D, b: tf.Tensor4D, transposeB: boolean): tf.Tensor4D {
   if (tf.getBackend() !== 'wasm') return tf.matMul(a, b, false, transposeB);
-  const [B, H, M] = a.shape;
+  const [, H, M] = a.shape;
+  const B = Math.max(a.shape[0], b.shape[0]);
   const rows: tf.Tensor[] = [];
   for (let i = 0; i < B; i++) {
     const bi = b.shape[0] === 1 ? 0 : i;
     for (let j = 0; j < H; j++) {
-      const ai = tf.reshape(tf.slice(a, [i, j, 0, 0], [1, 1, -1, -1]), [M, a.shape[3]]);
+      const ai = tf.reshape(tf.slice(a, [a.shape[0] === 1 ? 0 : i, j, 0, 0], [1, 1, -1, -1]), [M, a.shape[3]]);
       const bij = tf.reshape(tf.slice(b, [bi, j, 0, 0], [1, 1, -1, -1]), [b.shape[2], b.shape[3]]);
       rows.push(tf.matMul(ai, transposeB ? tf.transpose(bij) : bij));
     }
