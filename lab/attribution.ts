@@ -5,6 +5,7 @@
  * The top candidates are then patched for real and the agreement reported.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { EarshotError } from '../models/errors.ts';
 import { HookSession } from '../models/hook-session.ts';
 import { expandHookPatterns } from '../models/hooks.ts';
 import { ensureGradients } from './gradients.ts';
@@ -43,6 +44,7 @@ export async function attributionPatching(lab: PatchLab, patterns: string[], opt
   for (const r of ['clean', 'corrupt'] as const) ensureHooks(model, lab.runs[r], names, lab.counter);
   const run = lab.runs.corrupt;
   const span = lab.baseMetric('clean', 'logit_diff') - lab.baseMetric('corrupt', 'logit_diff');
+  if (span === 0) throw new EarshotError('The clean and corrupted runs give the same logit difference, so there is no effect to attribute; pick another target and foil.', 'no-effect');
 
   // ∂LD/∂a at every hook: add a zero "delta" at each hook and differentiate with respect to it.
   const deltas = names.map((n) => tf.zerosLike(run.cache.get(n)!));

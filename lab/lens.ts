@@ -22,11 +22,14 @@ export interface LensLayer {
 export interface LensResult {
   kind: 'logit' | 'encoder';
   layers: LensLayer[];
-  /** The model's real answer at the last position. */
+  /** This run's real answer at the last position (for the corrupted run, usually the foil). */
   finalTop: number;
-  /** First layer from which the lens's top-1 stays equal to the final answer; null if never. */
+  /** First layer from which the lens's top-1 stays equal to this run's final answer; null if never. */
   saturationLayer: number | null;
-  /** Mean layer index weighted by the target's lens probability, over layers where it exceeds the threshold. */
+  /**
+   * Mean layer index weighted by the target's lens probability, over layers where it exceeds
+   * the threshold; the embedding counts as layer −1, so the value can be negative.
+   */
   criticalLayer: number | null;
   threshold: number;
 }

@@ -30,6 +30,8 @@ export interface RefExperiment {
 
 type RefPoint = { A: number; T: number; gc: number; ratio: number | null };
 
+type RefLens = { layers: { layer: number; top: { token: number; prob: number }[]; targetProb: number; foilProb: number; logitDiff: number }[]; finalTop: number; saturationLayer: number | null; criticalLayer: number | null };
+
 export interface LabReference {
   prefix: number[];
   target: number;
@@ -37,6 +39,11 @@ export interface LabReference {
   metrics: Record<Metric, { clean: number; corrupt: number }>;
   experiments: RefExperiment[];
   gc: { layers: (RefPoint & { layer: number })[]; overall: RefPoint };
+  lens: Record<'clean' | 'corrupt', { logit: RefLens; encoder: RefLens }>;
+  cka: Record<'encoder' | 'decoder', { labels: string[]; matrix: number[][]; positions: [number, number] }>;
+  attribution: { patterns: string[]; entries: { hook: string; position: number; estimate: number }[] };
+  per_token: { position: number; token: number; clean: number; corrupt: number; A: number; T: number; gc: number }[];
+  input_gc: { cleanPrefix: number[]; corruptPrefix: number[]; target: number; foil: number; deltaAudio: number; deltaText: number; gc: number };
 }
 
 export async function loadLabReference(): Promise<LabReference> {
