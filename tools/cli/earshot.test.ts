@@ -103,7 +103,11 @@ describe('earshot CLI', () => {
     await writeFile(join(badModel, 'config.json'), await readFile(join(MICRO, 'config.json')));
     await writeFile(join(badModel, 'model.safetensors'), (await readFile(join(MICRO, 'model.safetensors'))).subarray(0, 5000));
     const clean = join(MICRO, 'clean.wav');
+    // A sparse file: refused by its size before a byte of it is read.
+    const huge = join(scratch, 'huge.wav');
+    await run('truncate', ['-s', '300M', huge]);
     const cases: [string[], RegExp][] = [
+      [['transcribe', '--model', MICRO, '--audio', huge], /300 MB, more than the 256 MB limit/],
       [['transcribe', '--model', join(scratch, 'nowhere'), '--audio', clean], /not a Whisper model folder/],
       [['transcribe', '--model', MICRO, '--audio', join(scratch, 'missing.wav')], /no such file/],
       [['transcribe', '--model', MICRO, '--audio', notWav], /WAV|audio/i],

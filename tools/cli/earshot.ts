@@ -16,7 +16,7 @@ import { expandHookPatterns, hookNames } from '../../models/hooks.ts';
 import { HookSession } from '../../models/hook-session.ts';
 import type { LoadedModel } from '../../models/load.ts';
 import { clipToMel } from '../../models/wav-clip.ts';
-import { readBytes, readModelDir } from './files.ts';
+import { MAX_AUDIO_BYTES, readBytes, readModelDir } from './files.ts';
 import { OPTIONS, openModel, parseIdList, required, warn, type Args } from './args.ts';
 import { attributeCommand, groundingCommand, lensCommand, patchCommand } from './lab-commands.ts';
 
@@ -50,7 +50,7 @@ FILE is a WAV file (PCM or float, any rate, mono or stereo).`;
 
 async function readMel(args: Args, loaded: LoadedModel): Promise<tf.Tensor3D> {
   const path = required(args, 'audio');
-  const bytes = await readBytes(path, 'audio file', 1024 ** 3);
+  const bytes = await readBytes(path, 'audio file', MAX_AUDIO_BYTES);
   const { mel, warnings } = clipToMel(bytes, loaded.config, { trim: args.trim ?? false, label: path });
   warn(warnings);
   return tf.tensor3d(mel, [1, loaded.config.numMelBins, 2 * loaded.config.maxSourcePositions]);

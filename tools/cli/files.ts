@@ -10,6 +10,12 @@ import type { CheckpointFiles } from '../../models/load.ts';
 /** Larger than any Whisper checkpoint we run in a browser (large-v3 is ~3 GB in f16). */
 const MAX_FILE_BYTES = 4 * 1024 ** 3;
 
+/**
+ * Audio files past this are refused before reading: the model hears 30 s at a time, and
+ * 256 MB is over 20 minutes of 48 kHz stereo 16-bit audio.
+ */
+export const MAX_AUDIO_BYTES = 256 * 1024 ** 2;
+
 export async function readBytes(path: string, what: string, maxBytes = MAX_FILE_BYTES): Promise<Uint8Array> {
   let size: number;
   try {
@@ -21,7 +27,8 @@ export async function readBytes(path: string, what: string, maxBytes = MAX_FILE_
     throw new EarshotError(`Cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}.`, 'no-file');
   }
   if (size > maxBytes) {
-    throw new EarshotError(`${what} ${path} is ${(size / 1024 ** 2).toFixed(0)} MB, more than the ${(maxBytes / 1024 ** 2).toFixed(0)} MB limit.`, 'too-large');
+    const hint = maxBytes === MAX_AUDIO_BYTES ? '; cut out the part you want first (e.g. sox in.wav out.wav trim 0 30)' : '';
+    throw new EarshotError(`${what} ${path} is ${(size / 1024 ** 2).toFixed(0)} MB, more than the ${(maxBytes / 1024 ** 2).toFixed(0)} MB limit${hint}.`, 'too-large');
   }
   return new Uint8Array(await readFile(path));
 }

@@ -17,7 +17,7 @@ import { EarshotError } from '../../models/errors.ts';
 import type { LoadedModel } from '../../models/load.ts';
 import { clipToMel } from '../../models/wav-clip.ts';
 import { choice, intOption, openModel, parseIdList, required, warn, type Args } from './args.ts';
-import { readBytes } from './files.ts';
+import { MAX_AUDIO_BYTES, readBytes } from './files.ts';
 import { registerNodeGradients } from './node-backend.ts';
 
 /** Encoder positions are 20 ms apart (two 10 ms mel frames each). */
@@ -34,7 +34,7 @@ interface Pair {
 }
 
 async function readClip(path: string, loaded: LoadedModel, trim: boolean): Promise<PreparedClip> {
-  const clip = clipToMel(await readBytes(path, 'audio file', 1024 ** 3), loaded.config, { trim, label: path });
+  const clip = clipToMel(await readBytes(path, 'audio file', MAX_AUDIO_BYTES), loaded.config, { trim, label: path });
   warn(clip.warnings);
   return clip;
 }
