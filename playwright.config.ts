@@ -4,19 +4,9 @@
  * `vite preview`, which sends the same COOP/COEP headers as the dev server.
  */
 import { defineConfig } from '@playwright/test';
+import { CHROMIUM, chromiumFlags } from './tests/e2e/chromium.ts';
 
 const PORT = 4173;
-
-const chromiumFlags = [
-  '--headless',
-  '--no-sandbox',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-quic',
-  '--enable-unsafe-webgpu',
-];
 
 export default defineConfig({
   testDir: 'tests/e2e',
@@ -31,7 +21,7 @@ export default defineConfig({
   use: {
     baseURL: `http://localhost:${PORT}/`,
     browserName: 'chromium',
-    launchOptions: { executablePath: '/usr/bin/chromium', args: chromiumFlags },
+    launchOptions: { executablePath: CHROMIUM, args: chromiumFlags },
     viewport: { width: 1100, height: 900 },
     trace: 'retain-on-failure',
   },

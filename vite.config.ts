@@ -18,14 +18,13 @@ const isolationHeaders = {
 };
 
 /**
- * Files the site serves that live elsewhere in the repo: the random-weight demo model and
- * its two clips. Served from the repo in dev, emitted into the build: never copied by hand.
+ * Files the site serves that live elsewhere in the repo: the random-weight demo model.
+ * Served from the repo in dev, emitted into the build: never copied by hand. (The built-in
+ * clip pairs are ordinary public files: app/public/presets/, made by tools/presets.)
  */
 const DEMO_ASSETS: Record<string, string> = {
   'models/demo/config.json': 'tests/fixtures/micro/config.json',
   'models/demo/model.safetensors': 'tests/fixtures/micro/model.safetensors',
-  'clips/bat.wav': 'tests/fixtures/micro/clean.wav',
-  'clips/pat.wav': 'tests/fixtures/micro/corrupt.wav',
 };
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -40,7 +39,7 @@ function demoAssets(): Plugin {
     const path = decodeURIComponent(url.split(/[?#]/)[0]).replace(/^\/+/, '');
     if (path in DEMO_ASSETS) return join(repoRoot, DEMO_ASSETS[path]);
     // Anything else under these folders (tokenizer.json, …) is a plain 404, never index.html.
-    return path.startsWith('models/demo/') || path.startsWith('clips/') ? null : undefined;
+    return path.startsWith('models/demo/') ? null : undefined;
   };
   const middleware: Connect.NextHandleFunction = (req, res, next) => {
     const source = sourceOf(req.url);
@@ -93,6 +92,8 @@ export default defineConfig({
     outDir: resolve(repoRoot, 'dist'),
     emptyOutDir: true,
     target: 'es2022',
+    // plotly.js (~4.6 MB) is its own chunk, loaded when the first chart draws.
+    chunkSizeWarningLimit: 5000,
   },
   worker: {
     format: 'es',

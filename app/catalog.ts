@@ -1,6 +1,6 @@
 /**
- * What the model picker and the clip presets offer. The demo entries point at files this
- * site serves (vite.config.ts serves them in dev and emits them into the build).
+ * What the model picker offers. The demo model is served by this site (vite.config.ts serves
+ * it in dev and emits it into the build); the built-in clip pairs are in presets.ts.
  */
 import type { ModelSource } from '../workers/protocol.ts';
 
@@ -22,15 +22,3 @@ export const HUB_MODELS: readonly HubChoice[] = [
 export function demoSource(): ModelSource {
   return { type: 'demo', baseUrl: new URL('models/demo/', document.baseURI).href };
 }
-
-export interface ClipPreset {
-  id: string;
-  /** The word spoken in the clip. */
-  word: string;
-  url: () => string;
-}
-
-export const CLIP_PRESETS: readonly ClipPreset[] = [
-  { id: 'bat', word: 'bat', url: () => new URL('clips/bat.wav', document.baseURI).href },
-  { id: 'pat', word: 'pat', url: () => new URL('clips/pat.wav', document.baseURI).href },
-];

@@ -62,8 +62,8 @@ export class EngineClient {
   #worker: Worker | null = null;
   #nextId = 1;
   readonly #pending = new Map<number, Pending>();
-  /** The in-flight request of each supersedable kind. */
-  readonly #latest = new Map<'load-model' | 'transcribe', number>();
+  /** The in-flight request of each supersedable kind (or view). */
+  readonly #latest = new Map<string, number>();
   readonly #options: EngineClientOptions;
   #restartTimes: number[] = [];
 
@@ -74,17 +74,30 @@ export class EngineClient {
 
   loadModel(source: ModelSource, onProgress?: OnProgress): Promise<ModelInfo> {
     const transfer = source.type === 'files' ? [source.safetensors] : [];
-    return this.#supersede('load-model', { source }, transfer, onProgress);
+    return this.#supersede('load-model', 'load-model', { source }, transfer, onProgress);
   }
 
   /** `samples`: mono 16 kHz. Its buffer is transferred: the caller's copy becomes empty. */
   transcribe(samples: Float32Array, label: string, onProgress?: OnProgress): Promise<Transcript> {
     const buffer = samples.buffer as ArrayBuffer;
-    return this.#supersede('transcribe', { samples: buffer, label }, [buffer], onProgress);
+    return this.#supersede('transcribe', 'transcribe', { samples: buffer, label }, [buffer], onProgress);
   }
 
-  /** Cancels the in-flight request of this kind, if any; its promise rejects with code 'cancelled'. */
-  cancel(kind: 'load-model' | 'transcribe'): void {
+  /**
+   * Any other request. With `view`, a newer request for the same view cancels an older one
+   * still queued or running (DESIGN.md §6); buffers in `transfer` are moved to the worker.
+   */
+  request<K extends Exclude<RequestKind, 'init' | 'cancel' | 'load-model' | 'transcribe'>>(
+    kind: K,
+    payload: RequestPayloads[K],
+    opts: { view?: string; transfer?: Transferable[]; onProgress?: OnProgress } = {},
+  ): Promise<ResultPayloads[K]> {
+    if (opts.view) return this.#supersede(opts.view, kind, payload, opts.transfer ?? [], opts.onProgress);
+    return this.#post(kind, payload, opts.transfer ?? [], opts.onProgress).promise;
+  }
+
+  /** Cancels the in-flight request of this kind or view, if any; its promise rejects with code 'cancelled'. */
+  cancel(kind: string): void {
     const target = this.#latest.get(kind);
     if (target !== undefined) void this.#send('cancel', { target }).catch(() => undefined);
   }
@@ -137,19 +150,20 @@ export class EngineClient {
     this.#options.onRestart?.(`${message} It has been restarted; load the model again.`);
   }
 
-  async #supersede<K extends 'load-model' | 'transcribe'>(
+  async #supersede<K extends RequestKind>(
+    view: string,
     kind: K,
     payload: RequestPayloads[K],
     transfer: Transferable[],
     onProgress?: OnProgress,
   ): Promise<ResultPayloads[K]> {
-    this.cancel(kind);
+    this.cancel(view);
     const { id, promise } = this.#post(kind, payload, transfer, onProgress);
-    this.#latest.set(kind, id);
+    this.#latest.set(view, id);
     try {
       return await promise;
     } finally {
-      if (this.#latest.get(kind) === id) this.#latest.delete(kind);
+      if (this.#latest.get(view) === id) this.#latest.delete(view);
     }
   }
 

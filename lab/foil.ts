@@ -16,8 +16,9 @@ export async function rivalToken(model: Whisper, mel: Float32Array, prefix: read
     const encoderOut = model.encode(tf.tensor3d(mel, [1, c.numMelBins, 2 * c.maxSourcePositions]));
     const tokens = tf.tensor2d([Array.from(prefix)], [1, prefix.length], 'int32');
     const logits = tf.reshape(model.decodeFrom(0, model.decoderEmbed(tokens, 0, new HookSession()), model.crossKV(encoderOut), new HookSession(), true), [-1]); // [vocab]
+    // A large finite penalty, not −∞: every backend adds and compares it the same way.
     const mask = new Float32Array(c.vocabSize);
-    if (target >= 0 && target < c.vocabSize) mask[target] = -Infinity;
+    if (target >= 0 && target < c.vocabSize) mask[target] = -1e30;
     return tf.argMax(tf.add(logits, tf.tensor1d(mask)));
   });
   const rival = (await id.data())[0];

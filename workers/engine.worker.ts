@@ -24,6 +24,7 @@ import type {
   RequestPayloads,
   Transcript,
 } from './protocol.ts';
+import * as lab from './lab-requests.ts';
 import { gatherCheckpoint } from './sources.ts';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
@@ -62,6 +63,45 @@ async function run(request: Exclude<EngineRequest, { kind: 'cancel' }>, signal: 
       case 'transcribe':
         post({ kind: 'result', id: request.id, payload: await transcribe(request.payload, signal, progress) });
         return;
+      case 'logmel': {
+        const image = lab.melImage(current?.loaded ?? null, request.payload);
+        post({ kind: 'result', id: request.id, payload: image }, [image.mel]);
+        return;
+      }
+      case 'white-noise': {
+        const noise = lab.whiteNoise(request.payload);
+        post({ kind: 'result', id: request.id, payload: noise }, [noise.samples]);
+        return;
+      }
+      case 'tokenize':
+        post({ kind: 'result', id: request.id, payload: lab.tokenize(loadedModel(), request.payload) });
+        return;
+      case 'prepare-pair':
+        post({ kind: 'result', id: request.id, payload: await lab.preparePair(loadedModel(), request.payload, signal, progress) });
+        return;
+      case 'set-target':
+        post({ kind: 'result', id: request.id, payload: await lab.setTarget(loadedModel(), request.payload) });
+        return;
+      case 'sweep':
+        post({ kind: 'result', id: request.id, payload: await lab.sweep(loadedModel(), request.payload, signal, progress) });
+        return;
+      case 'grounding':
+        post({ kind: 'result', id: request.id, payload: await lab.grounding(loadedModel(), request.payload) });
+        return;
+      case 'listen-vs-guess':
+        post({ kind: 'result', id: request.id, payload: await lab.listenGuess(loadedModel(), request.payload) });
+        return;
+      case 'lens':
+        post({ kind: 'result', id: request.id, payload: await lab.lenses(loadedModel()) });
+        return;
+      case 'attribution':
+        post({ kind: 'result', id: request.id, payload: await lab.attribution(loadedModel(), request.payload) });
+        return;
+      case 'attention': {
+        const report = await lab.attention(loadedModel());
+        post({ kind: 'result', id: request.id, payload: report }, [report.weights]);
+        return;
+      }
       default: {
         const never: never = request;
         throw new EarshotError(`Unknown request ${JSON.stringify(never)}.`, 'bad-request');
@@ -138,9 +178,15 @@ async function loadModel(
     loadMs: performance.now() - started,
   };
   // Swap only once the new model works, so a failed load leaves the old one usable.
+  lab.forgetPair();
   current?.loaded.model.dispose();
   current = { loaded, info };
   return info;
+}
+
+function loadedModel(): LoadedModel {
+  if (!current) throw new EarshotError('No model is loaded yet; load one first.', 'no-model');
+  return current.loaded;
 }
 
 async function transcribe(
@@ -183,9 +229,26 @@ async function transcribe(
 function toErrorPayload(e: unknown, kind: EngineRequest['kind']): ErrorPayload {
   if (e instanceof EarshotError) return { message: e.message, code: e.code ?? 'error' };
   const detail = firstLine(e instanceof Error ? e.message : String(e));
-  const doing = { init: 'starting the engine', 'load-model': 'loading the model', transcribe: 'transcribing', cancel: 'cancelling' }[kind];
-  console.error(`Earshot engine: unexpected failure while ${doing}`, e);
-  return { message: `Something went wrong while ${doing}: ${detail}. Try again; if it keeps happening, reload the page.`, code: 'internal' };
+  const doing: Record<EngineRequest['kind'], string> = {
+    init: 'starting the engine',
+    'load-model': 'loading the model',
+    transcribe: 'transcribing',
+    cancel: 'cancelling',
+    logmel: 'computing the spectrogram',
+    'white-noise': 'making white noise',
+    tokenize: 'tokenizing',
+    'prepare-pair': 'preparing the pair',
+    'set-target': 'setting the target',
+    sweep: 'running the sweep',
+    grounding: 'computing the grounding coefficient',
+    'listen-vs-guess': 'computing listen-vs-guess',
+    lens: 'computing the lenses',
+    attribution: 'running attribution patching',
+    attention: 'reading cross-attention',
+  };
+  const what = doing[kind];
+  console.error(`Earshot engine: unexpected failure while ${what}`, e);
+  return { message: `Something went wrong while ${what}: ${detail}. Try again; if it keeps happening, reload the page.`, code: 'internal' };
 }
 
 function firstLine(text: string): string {
@@ -193,6 +256,6 @@ function firstLine(text: string): string {
   return line.length > 200 ? `${line.slice(0, 199)}…` : line || 'no details';
 }
 
-function post(message: EngineResponse): void {
-  scope.postMessage(message);
+function post(message: EngineResponse, transfer: Transferable[] = []): void {
+  scope.postMessage(message, transfer);
 }

@@ -10,6 +10,11 @@
  * Types only, plus two constants: importing this file pulls no engine code into the UI.
  */
 import type { BackendName } from '../models/backend.ts';
+import type { AttributionResult } from '../lab/attribution.ts';
+import type { PathwayGrounding, TokenGrounding } from '../lab/grounding.ts';
+import type { LensResult } from '../lab/lens.ts';
+import type { Metric, SweepSpec } from '../lab/spec.ts';
+import type { PatchResult, SweepResult } from '../lab/sweep.ts';
 
 /** The engine takes audio as mono samples at this rate (models/clip.ts SAMPLE_RATE). */
 export const ENGINE_SAMPLE_RATE = 16_000;
@@ -45,6 +50,44 @@ export interface RequestPayloads {
   transcribe: { samples: ArrayBuffer; label: string };
   /** Cancel the request with id `target` (queued or running); a no-op once it has answered. */
   cancel: { target: number };
+
+  // ── the lab (lab/ experiments on the loaded model) ──
+  /** Log-mel of a clip for display: only the clip's own frames, not the window's padding. */
+  logmel: { samples: ArrayBuffer };
+  /** White noise with the clean clip's length and RMS (lab/corruptions.ts), seeded. */
+  'white-noise': { samples: ArrayBuffer; seed: number };
+  /** A word typed by the user → its token ids (needs a tokenizer). */
+  tokenize: { text: string };
+  /**
+   * Both clips (mono 16 kHz float32, transferred): transcribes them, picks the target/foil
+   * (`choice`, or the first differing token) and creates the PatchLab every later lab
+   * request uses. Replaces any earlier pair.
+   */
+  'prepare-pair': { clean: ArrayBuffer; corrupt: ArrayBuffer; choice?: TargetChoiceInput };
+  /** New prefix/target/foil for the prepared pair (recreates the PatchLab). */
+  'set-target': { choice: TargetChoiceInput };
+  /** An activation-patching sweep (validated with lab/spec.ts SweepSpecSchema); progress carries partial results. */
+  sweep: { spec: SweepSpec };
+  /** Pathway grounding coefficient per decoder layer and overall (lab/grounding.ts). */
+  grounding: { metric: Metric };
+  /**
+   * Listen-vs-guess along the clean transcript (teacher-forced), over its first `maxTokens`
+   * tokens: the pass scores every position over the whole vocabulary, 2 variants per token.
+   */
+  'listen-vs-guess': { maxTokens: number };
+  /** Logit lens and encoder lens on the clean run. */
+  lens: Record<string, never>;
+  /** Attribution patching over hook patterns, top candidates verified with real patches. */
+  attribution: { hooks: string[]; topK: number; encoderRange?: [number, number] };
+  /** Cross-attention patterns of the clean run at the target position, for the chart. */
+  attention: Record<string, never>;
+}
+
+/** What the user fixes of a prefix/target/foil; the prefix includes the prompt. */
+export interface TargetChoiceInput {
+  prefix: number[];
+  target: number;
+  foil: number;
 }
 
 export type RequestKind = keyof RequestPayloads;
@@ -108,11 +151,75 @@ export interface Transcript {
   model: string;
 }
 
+export interface MelImage {
+  /** Log-mel values, mel-major [nMels × frames] (a transferred Float32Array buffer). */
+  mel: ArrayBuffer;
+  nMels: number;
+  /** Frames of the clip itself (10 ms each). */
+  frames: number;
+  seconds: number;
+}
+
+/** One transcript of the pair, with each token's text when the model has a tokenizer. */
+export interface PairTranscript {
+  tokens: number[];
+  /** Display text of each token (null without a tokenizer). */
+  pieces: (string | null)[];
+  text: string | null;
+  seconds: number;
+  trimmed: boolean;
+}
+
+/** The PatchLab the worker holds: what is patched and the unpatched metrics. */
+export interface LabReport {
+  choice: TargetChoiceInput;
+  /** Display text of the prefix, target and foil tokens (null without a tokenizer). */
+  pieces: { prefix: (string | null)[]; target: string | null; foil: string | null };
+  /** Index of the target in the clean transcript (prefix length − prompt length). */
+  index: number;
+  /** Unpatched metrics of both runs. */
+  base: { clean: Record<Metric, number>; corrupt: Record<Metric, number> };
+}
+
+export interface PairReport {
+  clean: PairTranscript;
+  corrupt: PairTranscript;
+  prompt: number[];
+  /** Encoder positions (20 ms each) the longer clip covers: the sweep's encoderRange end. */
+  encoderPositions: number;
+  /** Encoder positions the model has in all (its window). */
+  maxSourcePositions: number;
+  /** The lab, or null with `choiceError` when no target could be chosen (identical transcripts). */
+  lab: LabReport | null;
+  choiceError: string | null;
+  /** How the default target/foil was chosen, when not from the first differing token. */
+  choiceNote: string | null;
+}
+
+export interface AttentionReport {
+  /** Cross-attention weights at the last prefix position: float32 [layer][head][encoder position] (transferred). */
+  weights: ArrayBuffer;
+  layers: number;
+  heads: number;
+  positions: number;
+}
+
 export interface ResultPayloads {
   init: BackendReport;
   'load-model': ModelInfo;
   transcribe: Transcript;
   cancel: { cancelled: boolean };
+  logmel: MelImage;
+  'white-noise': { samples: ArrayBuffer };
+  tokenize: { tokens: number[]; pieces: (string | null)[] };
+  'prepare-pair': PairReport;
+  'set-target': LabReport;
+  sweep: SweepResult;
+  grounding: PathwayGrounding;
+  'listen-vs-guess': TokenGrounding[];
+  lens: { logit: LensResult; encoder: LensResult };
+  attribution: AttributionResult;
+  attention: AttentionReport;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -131,6 +238,8 @@ export interface ProgressPayload {
   total: number;
   /** What is happening, in words: "Downloading model.safetensors", "Uploading weights". */
   stage: string;
+  /** Sweeps: the variants finished since the previous progress message (partial results). */
+  results?: PatchResult[];
 }
 
 export type EngineResponse =

@@ -1,0 +1,18 @@
+/** Debian Chromium's flags for the end-to-end tests (playwright.config.ts and specs that add their own). */
+export const CHROMIUM = '/usr/bin/chromium';
+
+export const chromiumFlags = [
+  '--headless',
+  '--no-sandbox',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+  '--enable-unsafe-webgpu',
+];
+
+/** A fake microphone that plays `wav` (looped) to every getUserMedia capture, allowed without a prompt. */
+export function fakeMicFlags(wav: string): string[] {
+  return ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-audio-capture=${wav}`];
+}
