@@ -50,6 +50,9 @@ export default defineConfig({
         // read-only ../shared reference data via Vite's /@fs/ URLs (tests/util/fixtures.ts).
         // Paths are relative to the project root; the repo root must stay listed.
         server: { fs: { allow: ['.', '../shared'] } },
+        // Dynamically imported packages, pre-bundled up front: discovered mid-run, Vite would
+        // re-optimise and reload the page, failing whichever test was importing at the time.
+        optimizeDeps: { include: ['onnxruntime-web', 'onnxruntime-web/webgpu', '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-backend-webgpu'] },
         test: {
           name: 'browser',
           include: ['{models,lab,kernels,tests}/**/*.browser.test.ts'],

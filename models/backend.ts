@@ -29,6 +29,7 @@
  *   effect with the threaded binary. The vitest browser page is not isolated: 1 thread.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { noteAdapterF16 } from './ops.ts';
 
 export type BackendName = 'cpu' | 'wasm' | 'webgpu';
 
@@ -179,6 +180,7 @@ async function initWebGPU(): Promise<BackendInfo> {
       if (!adapter) throw new Error('navigator.gpu.requestAdapter() returned null (also with forceFallbackAdapter)');
       adapterSummary = summarizeAdapter(adapter);
       hasShaderF16 = adapter.features.has('shader-f16');
+      noteAdapterF16(hasShaderF16);
       const requiredFeatures: GPUFeatureName[] = [];
       for (const f of ['timestamp-query', 'bgra8unorm-storage', 'shader-f16'] as const) {
         if (adapter.features.has(f)) requiredFeatures.push(f);

@@ -1,9 +1,14 @@
 /**
  * Greedy transcription with a KV cache: the encoder runs once, cross-attention
  * keys/values are computed once, and each step feeds only the newest token.
+ *
+ * The self-attention cache is preallocated (models/kv-cache.ts) where the backend can write
+ * it in place (webgpu, wasm, cpu): a step allocates no KV memory and copies nothing old. On
+ * WebGPU a step's kernels go to the device in one submit, flushed by reading the token back.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { EarshotError } from './errors.ts';
+import { KVCache } from './kv-cache.ts';
 import type { KV, Whisper } from './whisper.ts';
 
 export interface GreedyOptions {
@@ -34,16 +39,23 @@ export async function greedyDecode(model: Whisper, mel: tf.Tensor3D, opts: Greed
   const cross = model.crossKV(encoderOut);
   encoderOut.dispose();
   const out: number[] = [];
+  const cache = KVCache.supported() ? new KVCache(c, 1, Math.min(c.maxTargetPositions, opts.prompt.length + maxNew)) : null;
   let past: KV[] | undefined;
   let feed: number[] = [...opts.prompt];
+  const flags = tf.env();
+  const submitBatch = flags.getFlags().WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE;
+  // One submit per step: tfjs-webgpu otherwise submits every 15 kernels.
+  if (submitBatch !== undefined) flags.set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', 1_000_000);
   try {
     for (let step = 0; step < maxNew; step++) {
       if (opts.signal?.aborted) throw new EarshotError('Transcription was cancelled.', 'cancelled');
       const tokens = tf.tensor2d([feed], [1, feed.length], 'int32');
-      const { logits, present } = model.decode(tokens, cross, undefined, { past, lastOnly: true });
+      const { logits, present } = model.decode(tokens, cross, undefined, cache ? { cache, lastOnly: true } : { past, lastOnly: true });
       tokens.dispose();
-      disposeKV(past);
-      past = present;
+      if (!cache) {
+        disposeKV(past);
+        past = present;
+      }
       const next = tf.tidy(() => {
         const row = tf.reshape(logits, [c.vocabSize]);
         return tf.argMax(suppressMask ? tf.add(row, suppressMask) : row);
@@ -57,6 +69,8 @@ export async function greedyDecode(model: Whisper, mel: tf.Tensor3D, opts: Greed
       feed = [id];
     }
   } finally {
+    if (submitBatch !== undefined) flags.set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', submitBatch);
+    cache?.dispose();
     disposeKV(past);
     disposeKV(cross);
     suppressMask?.dispose();

@@ -89,6 +89,8 @@ export function checkCheckpoint(st: SafeTensors, c: WhisperConfig): string | nul
 }
 
 export interface Weights {
+  /** True when every tensor of the checkpoint is stored as F16 (so f16 storage on the device loses nothing). */
+  readonly storedAsF16: boolean;
   /** Looks a parameter up by its Hugging Face name. */
   get(name: string): tf.Tensor;
   /** Hands a parameter over to the caller (who then owns and disposes it) and forgets it. */
@@ -111,7 +113,9 @@ export function loadWeights(st: SafeTensors, c: WhisperConfig): Weights {
       ? tf.tensor(st.getF32('proj_out.weight'), [c.vocabSize, c.dModel], 'float32')
       : tensors.get('model.decoder.embed_tokens.weight')!,
   );
+  const storedAsF16 = st.names().every((n) => st.info(n).dtype === 'F16');
   return {
+    storedAsF16,
     get(name) {
       const t = tensors.get(name);
       if (!t) throw new Error(`No weight named ${name}`);

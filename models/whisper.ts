@@ -10,17 +10,23 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { WhisperConfig } from './config.ts';
 import { EarshotError } from './errors.ts';
 import { HookSession } from './hook-session.ts';
+import type { KVCache } from './kv-cache.ts';
+import * as ops from './ops.ts';
+import type { KV, LinearWeight } from './ops.ts';
 import type { Weights } from './weights.ts';
 
-/** Keys and values of one attention module, heads first: [batch, head, pos, d_head]. */
-export type KV = {
-  k: tf.Tensor4D;
-  v: tf.Tensor4D;
-};
+/** Keys and values of one attention module in the hook layout [batch, pos, head, d_head]. */
+export type { KV };
 
 export interface DecodeOptions {
   /** Self-attention keys/values of earlier positions (KV cache), one per decoder block. */
   past?: KV[];
+  /**
+   * A preallocated self-attention cache (models/kv-cache.ts): this call's keys/values are
+   * written into it in place after its `length` filled rows, instead of concatenating `past`.
+   * `present` is then empty; the cache is the state.
+   */
+  cache?: KVCache;
   /** Logits only for the last position (greedy steps, sweeps): saves a [T, vocab] matmul. */
   lastOnly?: boolean;
 }
@@ -28,11 +34,9 @@ export interface DecodeOptions {
 export type DecodeResult = {
   /** [batch, pos, vocab], or [batch, 1, vocab] with lastOnly. */
   logits: tf.Tensor3D;
-  /** Self-attention keys/values including this call's positions: the next call's `past`. */
+  /** Self-attention keys/values including this call's positions: the next call's `past` (empty with `cache`). */
   present: KV[];
 };
-
-const MASKED = -1e9; // added to masked scores; exp() of it is exactly 0 in float32
 
 export class Whisper {
   readonly config: WhisperConfig;
@@ -44,8 +48,9 @@ export class Whisper {
    * Linear weights as [in, out] by HF module name (`…self_attn.q_proj`), transposed
    * once at load: tfjs-wasm's fused matMul adds the bias wrongly with transposeB
    * (measured: errors of order 1), and x·W without a transpose is the faster path anyway.
+   * With f16 weight storage (models/ops.ts) each also carries a packed f16 copy.
    */
-  readonly #linearW = new Map<string, tf.Tensor2D>();
+  readonly #linearW = new Map<string, LinearWeight>();
 
   constructor(config: WhisperConfig, weights: Weights) {
     this.config = config;
@@ -60,23 +65,23 @@ export class Whisper {
     this.#conv2 = toConv('model.encoder.conv2.weight');
     for (const name of linearModules(config)) {
       const w = weights.take(`${name}.weight`) as tf.Tensor2D; // [out, in]
-      this.#linearW.set(name, tf.transpose(w));
+      this.#linearW.set(name, ops.linearWeight(tf.transpose(w), weights.storedAsF16));
       w.dispose();
     }
   }
 
   dispose(): void {
-    tf.dispose([this.#conv1, this.#conv2, ...this.#linearW.values()]);
+    tf.dispose([this.#conv1, this.#conv2, ...[...this.#linearW.values()].flatMap((l) => (l.f16 ? [l.w, l.f16] : [l.w]))]);
     this.#linearW.clear();
     this.#w.dispose();
   }
 
   /** A linear module's weight in HF layout [out, in] (for lenses and analysis). */
   linearWeight(name: string): tf.Tensor2D {
-    return tf.transpose(this.#linearOf(name));
+    return tf.transpose(this.#linearOf(name).w);
   }
 
-  #linearOf(name: string): tf.Tensor2D {
+  #linearOf(name: string): LinearWeight {
     const w = this.#linearW.get(name);
     if (!w) throw new Error(`No linear module named ${name}`);
     return w;
@@ -88,7 +93,8 @@ export class Whisper {
   encode(mel: tf.Tensor3D, hooks: HookSession = new HookSession()): tf.Tensor3D {
     return tidy(() => {
       let x = this.encoderEmbed(mel, hooks);
-      for (let i = 0; i < this.config.encoderLayers; i++) x = this.encoderBlock(i, x, hooks);
+      // A tidy per block frees its intermediates as it ends: peak memory is one block's, not the stack's.
+      for (let i = 0; i < this.config.encoderLayers; i++) x = tidy(() => this.encoderBlock(i, x, hooks));
       return this.encoderFinal(x, hooks);
     });
   }
@@ -101,7 +107,7 @@ export class Whisper {
   encodeFrom(from: number, residPre: tf.Tensor3D, hooks: HookSession = new HookSession()): tf.Tensor3D {
     return tidy(() => {
       let x = residPre;
-      for (let i = from; i < this.config.encoderLayers; i++) x = this.encoderBlock(i, x, hooks);
+      for (let i = from; i < this.config.encoderLayers; i++) x = tidy(() => this.encoderBlock(i, x, hooks));
       return this.encoderFinal(x, hooks);
     });
   }
@@ -116,13 +122,14 @@ export class Whisper {
       );
     }
     const input = hooks.at('encoder.hook_input', mel); // [B, n_mels, frames]
-    const x0 = tf.transpose(input, [0, 2, 1]); // [B, frames, n_mels]
-    // PyTorch pads 1 frame on each side; tfjs 'same' would pad asymmetrically at stride 2.
-    const c1 = tf.conv1d(tf.pad(x0, [[0, 0], [1, 1], [0, 0]]), this.#conv1, 1, 'valid'); // [B, frames, d]
-    const h1 = gelu(tf.add(c1, this.#w.get('model.encoder.conv1.bias')) as tf.Tensor3D);
-    const c2 = tf.conv1d(tf.pad(h1, [[0, 0], [1, 1], [0, 0]]), this.#conv2, 2, 'valid'); // [B, pos, d]
-    const h2 = gelu(tf.add(c2, this.#w.get('model.encoder.conv2.bias')));
-    const embed = tf.add(h2, this.#w.get('model.encoder.embed_positions.weight')) as tf.Tensor3D; // [B, pos, d]
+    // GELU(conv2(GELU(conv1(x)))) + positions; PyTorch pads 1 frame on each side of both convs.
+    const embed = ops.convStem(input, {
+      w1: this.#conv1,
+      b1: this.#w.get('model.encoder.conv1.bias') as tf.Tensor1D,
+      w2: this.#conv2,
+      b2: this.#w.get('model.encoder.conv2.bias') as tf.Tensor1D,
+      positions: this.#w.get('model.encoder.embed_positions.weight') as tf.Tensor2D,
+    }); // [B, pos, d]
     return hooks.at('encoder.hook_embed', embed);
   }
 
@@ -133,7 +140,7 @@ export class Whisper {
     const residPre = hooks.at(`${h}.hook_resid_pre`, x); // [B, pos, d]
     const attnIn = this.#layerNorm(residPre, `${w}.self_attn_layer_norm`);
     const kv = this.#projectKV(attnIn, `${w}.self_attn`, `${h}.attn`, heads, hooks);
-    const attnOut = hooks.at(`${h}.hook_attn_out`, this.#attention(attnIn, kv, `${w}.self_attn`, `${h}.attn`, heads, hooks, null));
+    const attnOut = hooks.at(`${h}.hook_attn_out`, this.#attention(attnIn, kv, `${w}.self_attn`, `${h}.attn`, heads, hooks, false));
     const residMid = hooks.at(`${h}.hook_resid_mid`, tf.add(residPre, attnOut) as tf.Tensor3D);
     const mlpOut = hooks.at(`${h}.hook_mlp_out`, this.#mlp(this.#layerNorm(residMid, `${w}.final_layer_norm`), w, `${h}.mlp`, hooks));
     return hooks.at(`${h}.hook_resid_post`, tf.add(residMid, mlpOut) as tf.Tensor3D);
@@ -165,14 +172,15 @@ export class Whisper {
    */
   decode(tokens: tf.Tensor2D, cross: KV[], hooks: HookSession = new HookSession(), opts: DecodeOptions = {}): DecodeResult {
     return tidy(() => {
-      const offset = opts.past?.[0]?.k.shape[2] ?? 0;
+      const offset = opts.cache ? opts.cache.length : opts.past?.[0] ? ops.kvLength(opts.past[0]) : 0;
       let x = this.decoderEmbed(tokens, offset, hooks);
       const present: KV[] = [];
       for (let i = 0; i < this.config.decoderLayers; i++) {
-        const out = this.decoderBlock(i, x, cross[i], hooks, opts.past?.[i]);
+        const out = tidy(() => this.decoderBlock(i, x, cross[i], hooks, opts.cache ? opts.cache.layer(i) : opts.past?.[i], opts.cache !== undefined));
         x = out.x;
-        present.push(out.present);
+        if (!opts.cache) present.push(out.present);
       }
+      opts.cache?.advance(tokens.shape[1]);
       return { logits: this.unembed(x, hooks, opts.lastOnly ?? false), present };
     });
   }
@@ -185,7 +193,7 @@ export class Whisper {
   decodeFrom(from: number, residPre: tf.Tensor3D, cross: KV[], hooks: HookSession = new HookSession(), lastOnly = false): tf.Tensor3D {
     return tidy(() => {
       let x = residPre;
-      for (let i = from; i < this.config.decoderLayers; i++) x = this.decoderBlock(i, x, cross[i], hooks).x;
+      for (let i = from; i < this.config.decoderLayers; i++) x = tidy(() => this.decoderBlock(i, x, cross[i], hooks).x);
       return this.unembed(x, hooks, lastOnly);
     });
   }
@@ -201,19 +209,23 @@ export class Whisper {
     return hooks.at('decoder.hook_embed', tf.add(tok, pos) as tf.Tensor3D);
   }
 
-  decoderBlock(i: number, x: tf.Tensor3D, cross: KV, hooks: HookSession, past?: KV): { x: tf.Tensor3D; present: KV } {
+  /**
+   * One decoder block. `past`: keys/values of earlier positions; with `inPlace` it is a
+   * preallocated cache layer whose filled rows are `past.length`, and this block writes its
+   * new rows into it instead of concatenating.
+   */
+  decoderBlock(i: number, x: tf.Tensor3D, cross: KV, hooks: HookSession, past?: KV, inPlace = false): { x: tf.Tensor3D; present: KV } {
     const w = `model.decoder.layers.${i}`;
     const h = `decoder.blocks.${i}`;
     const heads = this.config.decoderHeads;
     const residPre = hooks.at(`${h}.hook_resid_pre`, x); // [B, T, d]
     const selfIn = this.#layerNorm(residPre, `${w}.self_attn_layer_norm`);
     const fresh = this.#projectKV(selfIn, `${w}.self_attn`, `${h}.self_attn`, heads, hooks);
-    const present = past ? { k: tf.concat([past.k, fresh.k], 2) as tf.Tensor4D, v: tf.concat([past.v, fresh.v], 2) as tf.Tensor4D } : fresh;
-    const mask = causalMask(x.shape[1], present.k.shape[2]);
-    const selfOut = hooks.at(`${h}.hook_self_attn_out`, this.#attention(selfIn, present, `${w}.self_attn`, `${h}.self_attn`, heads, hooks, mask));
+    const present = past ? appendKV(past, fresh, inPlace) : fresh; // [B, S, H, dh]
+    const selfOut = hooks.at(`${h}.hook_self_attn_out`, this.#attention(selfIn, present, `${w}.self_attn`, `${h}.self_attn`, heads, hooks, true));
     const residMid = hooks.at(`${h}.hook_resid_mid`, tf.add(residPre, selfOut) as tf.Tensor3D);
     const crossIn = this.#layerNorm(residMid, `${w}.encoder_attn_layer_norm`);
-    const crossOut = hooks.at(`${h}.hook_cross_attn_out`, this.#attention(crossIn, cross, `${w}.encoder_attn`, `${h}.cross_attn`, heads, hooks, null));
+    const crossOut = hooks.at(`${h}.hook_cross_attn_out`, this.#attention(crossIn, cross, `${w}.encoder_attn`, `${h}.cross_attn`, heads, hooks, false));
     const residMidCross = hooks.at(`${h}.hook_resid_mid_cross`, tf.add(residMid, crossOut) as tf.Tensor3D);
     const mlpOut = hooks.at(`${h}.hook_mlp_out`, this.#mlp(this.#layerNorm(residMidCross, `${w}.final_layer_norm`), w, `${h}.mlp`, hooks));
     return { x: hooks.at(`${h}.hook_resid_post`, tf.add(residMidCross, mlpOut) as tf.Tensor3D), present };
@@ -224,7 +236,7 @@ export class Whisper {
     const lnFinal = hooks.at('decoder.hook_ln_final', this.#layerNorm(x, 'model.decoder.layer_norm')); // [B, T, d]
     const [B, T, d] = lnFinal.shape;
     const rows = lastOnly ? tf.slice(lnFinal, [0, T - 1, 0], [B, 1, d]) : lnFinal;
-    const logits = tf.matMul(tf.reshape(rows, [-1, d]), this.#w.get('proj_out.weight'), false, true); // [B*T, vocab]
+    const logits = ops.matMulTransposed(tf.reshape(rows, [-1, d]), this.#w.get('proj_out.weight') as tf.Tensor2D); // [B*T, vocab]
     const shaped = tf.reshape(logits, [B, lastOnly ? 1 : T, this.config.vocabSize]) as tf.Tensor3D;
     // With lastOnly the hook sees only the last row; patches on hook_logits expect the full shape otherwise.
     return hooks.at('hook_logits', shaped);
@@ -232,74 +244,39 @@ export class Whisper {
 
   // ───────────────────────────── pieces ─────────────────────────────
 
-  #linear(x: tf.Tensor3D, name: string, bias = true): tf.Tensor3D {
-    const [B, T, din] = x.shape;
-    const W = this.#linearOf(name); // [in, out]
-    const y = tf.fused.matMul({
-      a: tf.reshape(x, [B * T, din]),
-      b: W,
-      bias: bias ? this.#w.get(`${name}.bias`) : undefined,
-    }); // [B*T, out]
-    return tf.reshape(y, [B, T, W.shape[1]]);
+  #linear(x: tf.Tensor3D, name: string, bias = true, act: 'none' | 'gelu' = 'none'): tf.Tensor3D {
+    return ops.linear(x, this.#linearOf(name), bias ? (this.#w.get(`${name}.bias`) as tf.Tensor1D) : null, act); // [B, T, out]
   }
 
   #layerNorm(x: tf.Tensor3D, name: string): tf.Tensor3D {
-    const { mean, variance } = tf.moments(x, -1, true);
-    const normed = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.config.layerNormEps)));
-    return tf.add(tf.mul(normed, this.#w.get(`${name}.weight`)), this.#w.get(`${name}.bias`));
+    return ops.layerNorm(x, this.#w.get(`${name}.weight`), this.#w.get(`${name}.bias`), this.config.layerNormEps);
   }
 
   #mlp(x: tf.Tensor3D, w: string, h: string, hooks: HookSession): tf.Tensor3D {
-    const pre = hooks.at(`${h}.hook_pre`, this.#linear(x, `${w}.fc1`)); // [B, pos, d_mlp]
-    const post = hooks.at(`${h}.hook_post`, gelu(pre));
+    // fc1 and GELU fuse into one kernel unless a hook wants fc1's own output.
+    const post = hooks.wants(`${h}.hook_pre`)
+      ? hooks.at(`${h}.hook_post`, ops.gelu(hooks.at(`${h}.hook_pre`, this.#linear(x, `${w}.fc1`)))) // [B, pos, d_mlp]
+      : hooks.at(`${h}.hook_post`, this.#linear(x, `${w}.fc1`, true, 'gelu'));
     return this.#linear(post, `${w}.fc2`); // [B, pos, d]
   }
 
-  /** Key/value projections, hooked per head, returned heads-first for the attention product. */
+  /** Key/value projections, hooked per head; the attention reads them in this layout. */
   #projectKV(x: tf.Tensor3D, w: string, h: string, heads: number, hooks: HookSession): KV {
     const k = hooks.at(`${h}.hook_k`, splitHeads(this.#linear(x, `${w}.k_proj`, false), heads)); // [B, S, H, dh]
     const v = hooks.at(`${h}.hook_v`, splitHeads(this.#linear(x, `${w}.v_proj`), heads)); // [B, S, H, dh]
-    return { k: tf.transpose(k, [0, 2, 1, 3]), v: tf.transpose(v, [0, 2, 1, 3]) }; // [B, H, S, dh]
+    return { k, v };
   }
 
-  /** softmax(q·kᵀ/√dh + mask)·v, then the output projection. `x` gives the queries. */
-  #attention(x: tf.Tensor3D, kv: KV, w: string, h: string, heads: number, hooks: HookSession, mask: tf.Tensor2D | null): tf.Tensor3D {
+  /** softmax(q·kᵀ/√dh (+ causal mask))·v, then the output projection. `x` gives the queries. */
+  #attention(x: tf.Tensor3D, kv: KV, w: string, h: string, heads: number, hooks: HookSession, causal: boolean): tf.Tensor3D {
     const [, T, d] = x.shape;
-    const dHead = d / heads;
     const q = hooks.at(`${h}.hook_q`, splitHeads(this.#linear(x, `${w}.q_proj`), heads)); // [B, T, H, dh]
-    const qh = tf.mul(tf.transpose(q, [0, 2, 1, 3]), 1 / Math.sqrt(dHead)); // [B, H, T, dh]
-    let scores = headMatMul(qh, kv.k, true); // [B, H, T, S]
-    if (mask) scores = tf.add(scores, mask);
-    const pattern = hooks.at(`${h}.hook_pattern`, tf.softmax(scores)); // [B, H, T, S]
-    const zh = headMatMul(pattern, kv.v, false); // [B, H, T, dh]
-    const z = hooks.at(`${h}.hook_z`, tf.transpose(zh, [0, 2, 1, 3]) as tf.Tensor4D); // [B, T, H, dh]
+    // The pattern [B, H, T, S] is only materialised when a hook captures or replaces it.
+    const onPattern = hooks.wants(`${h}.hook_pattern`) ? (p: tf.Tensor4D) => hooks.at(`${h}.hook_pattern`, p) : undefined;
+    const z = hooks.at(`${h}.hook_z`, ops.attention(q, kv, causal, onPattern)); // [B, T, H, dh]
     // Keys/values may carry more rows than the queries (patched variants): z has the wider batch.
     return this.#linear(tf.reshape(z, [z.shape[0], T, d]), `${w}.out_proj`); // [B, T, d]
   }
-}
-
-/**
- * a·b (or a·bᵀ) per batch row and head: [B, H, M, K] × [B, H, K, N] → [B, H, M, N], where
- * either side may have one batch row shared by all of the other's (patched variants).
- * tfjs-wasm runs batched matMul and transposeB through a slow generic loop (measured on
- * whisper-tiny's encoder, 1500 positions: ~950 ms per QKᵀ, against ~30 ms for the same
- * work as six 2-D products with b transposed up front), so on wasm each head is a 2-D product.
- */
-function headMatMul(a: tf.Tensor4D, b: tf.Tensor4D, transposeB: boolean): tf.Tensor4D {
-  if (tf.getBackend() !== 'wasm') return tf.matMul(a, b, false, transposeB);
-  const [, H, M] = a.shape;
-  const B = Math.max(a.shape[0], b.shape[0]);
-  const rows: tf.Tensor[] = [];
-  for (let i = 0; i < B; i++) {
-    const bi = b.shape[0] === 1 ? 0 : i;
-    for (let j = 0; j < H; j++) {
-      const ai = tf.reshape(tf.slice(a, [a.shape[0] === 1 ? 0 : i, j, 0, 0], [1, 1, -1, -1]), [M, a.shape[3]]);
-      const bij = tf.reshape(tf.slice(b, [bi, j, 0, 0], [1, 1, -1, -1]), [b.shape[2], b.shape[3]]);
-      rows.push(tf.matMul(ai, transposeB ? tf.transpose(bij) : bij));
-    }
-  }
-  const N = rows[0].shape[1]!;
-  return tf.reshape(tf.stack(rows), [B, H, M, N]);
 }
 
 /** HF names of every nn.Linear in the model except the tied output projection. */
@@ -329,14 +306,16 @@ function splitHeads(x: tf.Tensor3D, heads: number): tf.Tensor4D {
 }
 
 /** Exact GELU, 0.5·x·(1 + erf(x/√2)), as torch.nn.GELU() and HF "gelu". */
-export function gelu<T extends tf.Tensor>(x: T): T {
-  return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))) as T;
-}
+export const gelu = ops.gelu;
 
-/** Additive mask for T new queries placed after S − T cached keys: query i sees keys ≤ S − T + i. */
-function causalMask(T: number, S: number): tf.Tensor2D {
-  const offset = S - T;
-  const data = new Float32Array(T * S);
-  for (let i = 0; i < T; i++) for (let j = offset + i + 1; j < S; j++) data[i * S + j] = MASKED;
-  return tf.tensor2d(data, [T, S]);
+/**
+ * Self-attention keys/values after this step: `past` plus `fresh` along positions. In place,
+ * `past` is a preallocated cache layer and the new rows are written into it (no allocation).
+ */
+function appendKV(past: KV, fresh: KV, inPlace: boolean): KV {
+  if (!inPlace) return { k: tf.concat([past.k, fresh.k], 1) as tf.Tensor4D, v: tf.concat([past.v, fresh.v], 1) as tf.Tensor4D };
+  const filled = ops.kvLength(past);
+  ops.writeKVRows(past.k, fresh.k, filled);
+  ops.writeKVRows(past.v, fresh.v, filled);
+  return { k: past.k, v: past.v, length: filled + fresh.k.shape[1] };
 }
