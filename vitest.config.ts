@@ -1,5 +1,6 @@
 import { defineConfig } from 'vitest/config';
 import { playwright } from '@vitest/browser-playwright';
+import { CHROMIUM, chromiumFlags } from './tests/e2e/chromium.ts';
 
 // Vitest 5 prints failures with Map.groupBy (Node 21+). On Node 20 it crashed while
 // reporting a failed test and hid the failure itself, so supply it here, in the main process.
@@ -21,16 +22,6 @@ if (typeof (Map as { groupBy?: unknown }).groupBy !== 'function') {
   });
 }
 
-const chromiumFlags = [
-  '--headless',
-  '--no-sandbox',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-quic',
-  '--enable-unsafe-webgpu',
-];
 
 export default defineConfig({
   test: {
@@ -62,7 +53,7 @@ export default defineConfig({
             enabled: true,
             headless: true,
             provider: playwright({
-              launchOptions: { executablePath: '/usr/bin/chromium', args: chromiumFlags },
+              launchOptions: { executablePath: CHROMIUM, args: chromiumFlags },
             }),
             instances: [{ browser: 'chromium' }],
           },

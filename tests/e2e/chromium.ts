@@ -1,4 +1,4 @@
-/** Debian Chromium's flags for the end-to-end tests (playwright.config.ts and specs that add their own). */
+/** Debian Chromium and its flags, for every browser test (vitest.config.ts, playwright.config.ts, specs that add their own). */
 export const CHROMIUM = '/usr/bin/chromium';
 
 export const chromiumFlags = [
