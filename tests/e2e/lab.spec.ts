@@ -168,10 +168,11 @@ test.describe('recorded from a fake microphone', () => {
     expect(preset.choice).toEqual(node.choice);
     const sweep = await pageSweep(page);
     expectSameSweep(sweep, node.bins);
-    // Encoder bins cover the clips, not the window's padding.
+    // Encoder bins cover the clips, not the window's padding: they end where the longer
+    // recorded clip ends (node-reference.ts works that out from the clips' lengths). How long
+    // the fake microphone records depends on the machine's load, so no fixed bound here.
     const lastEnd = Math.max(...sweep.results.filter((r) => r.hook.startsWith('encoder.')).map((r) => r.positionEnd ?? 0));
     expect(lastEnd).toBe(node.encoderPositions);
-    expect(lastEnd).toBeLessThan(100);
     const perLayer = await chartValues<{ hook: string; effect: number | string }[]>(page, 'per-layer');
     for (const r of node.layers.results) {
       const shown = perLayer.find((x) => x.hook === r.hook);
