@@ -82,6 +82,13 @@ async function runBench(plan: PagePlan): Promise<PageResult> {
   for (const backend of plan.backends) {
     const info = await initBackend(backend, { threads: plan.threads });
     out.info[backend] = info.reason ?? backend;
+    // onnxruntime-web gets as many threads as tfjs-wasm really runs with (same backend, same cores).
+    let ortThreads = plan.threads;
+    if (backend === 'wasm') {
+      const wasm = await import('@tensorflow/tfjs-backend-wasm');
+      ortThreads = wasm.getThreadsCount();
+      out.info['wasm multithread support'] = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
+    }
     log(`${backend}: ${info.reason ?? ''}`);
     const reps = plan.reps[backend] ?? 3;
     const loaded = await loadCheckpoint({ config, safetensors: st });
@@ -115,7 +122,7 @@ async function runBench(plan: PagePlan): Promise<PageResult> {
 
     // onnxruntime-web on the same backend and weights.
     try {
-      const { ort, ep, note } = await ortFor(backend, plan.threads);
+      const { ort, ep, note } = await ortFor(backend, ortThreads);
       const opts = { executionProviders: [ep], graphOptimizationLevel: 'all' };
       log(`onnxruntime-web ${ep} encoder…`);
       const enc = await ort.InferenceSession.create(encOnnx, opts);

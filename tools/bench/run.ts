@@ -29,6 +29,8 @@ import { benchDecoder, benchEncoder, benchMatmulPeak, benchOrtDecoder, benchOrtE
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const args = new Set(process.argv.slice(2));
 const quick = args.has('--quick');
+/** `--backends=wasm` (or webgpu): Chromium backends to run (default both). */
+const backendsArg = process.argv.find((a) => a.startsWith('--backends='))?.slice('--backends='.length).split(',') as ('webgpu' | 'wasm')[] | undefined;
 const modelDir = resolve(process.env.EARSHOT_BENCH_DIR ?? join(tmpdir(), 'earshot-bench-tiny'));
 const python = join(repoRoot, '.venv/bin/python');
 const log = (m: string) => console.error(m);
@@ -154,7 +156,7 @@ async function browserSection(report: BenchReport): Promise<void> {
     await page.waitForFunction(() => (globalThis as { __benchReady?: boolean }).__benchReady === true, undefined, { timeout: 120_000 });
     const plan: PagePlan = {
       modelUrl: `/@fs${modelDir}`,
-      backends: ['webgpu', 'wasm'],
+      backends: backendsArg ?? ['webgpu', 'wasm'],
       reps: { webgpu: quick ? 1 : 3, wasm: quick ? 2 : 5 },
       tfjsSweepOnWebGPU: !quick,
       threads: 2,
