@@ -1,3 +1,5 @@
+import type { Page } from '@playwright/test';
+
 /** Debian Chromium and its flags, for every browser test (vitest.config.ts, playwright.config.ts, specs that add their own). */
 export const CHROMIUM = '/usr/bin/chromium';
 
@@ -15,4 +17,11 @@ export const chromiumFlags = [
 /** A fake microphone that plays `wav` (looped) to every getUserMedia capture, allowed without a prompt. */
 export function fakeMicFlags(wav: string): string[] {
   return ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-audio-capture=${wav}`];
+}
+
+/** Fails the test on any uncaught page error; the UI must turn failures into banners. */
+export function watchPageErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  return errors;
 }

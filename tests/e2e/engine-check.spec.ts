@@ -7,6 +7,7 @@
  *
  * Screenshots land in test-results/screenshots/.
  */
+import { watchPageErrors } from './chromium.ts';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { expect, test, type Page, type Route } from '@playwright/test';
@@ -25,13 +26,6 @@ test.beforeAll(async () => {
   expect(bat.tokens.length).toBeGreaterThan(0);
   expect(pat.tokens).not.toEqual(bat.tokens);
 });
-
-/** Fails the test on any uncaught page error; the UI must turn failures into banners. */
-function watchPageErrors(page: Page): string[] {
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  return errors;
-}
 
 async function loadDemoModel(page: Page): Promise<void> {
   await page.locator('input[name="model"][value="demo"]').check();

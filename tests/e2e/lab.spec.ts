@@ -16,7 +16,7 @@ import { expect, test, type Page } from '@playwright/test';
 import type { PatchResult, SweepResult } from '../../lab/sweep.ts';
 import type { Settings } from '../../app/experiment.ts';
 import { decodeFragment, pcmFromBase64 } from '../../app/share.ts';
-import { CHROMIUM, chromiumFlags, fakeMicFlags } from './chromium.ts';
+import { CHROMIUM, chromiumFlags, fakeMicFlags, watchPageErrors } from './chromium.ts';
 import { labInNode, repoRoot, wavPcm16, type NodeLabRun } from './node-reference.ts';
 
 const SCREENSHOTS = resolve(repoRoot, 'test-results/screenshots');
@@ -44,13 +44,6 @@ function makeMicWav(): string {
 }
 
 const MIC_WAV = makeMicWav();
-
-/** Fails the test on any uncaught page error; the UI must turn failures into banners. */
-function watchPageErrors(page: Page): string[] {
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  return errors;
-}
 
 async function loadDemoModel(page: Page): Promise<void> {
   await page.locator('input[name="model"][value="demo"]').check();
