@@ -6,7 +6,8 @@
 import { defineConfig } from '@playwright/test';
 import { CHROMIUM, chromiumFlags } from './tests/e2e/chromium.ts';
 
-const PORT = 4173;
+// EARSHOT_E2E_PORT lets two checkouts run their e2e suites side by side.
+const PORT = Number(process.env.EARSHOT_E2E_PORT ?? 4173);
 
 export default defineConfig({
   testDir: 'tests/e2e',
