@@ -51,6 +51,8 @@ export class Whisper {
    * With f16 weight storage (models/ops.ts) each also carries a packed f16 copy.
    */
   readonly #linearW = new Map<string, LinearWeight>();
+  /** Encoder self-attention projections cut per head (wasm plan, models/ops.ts), made on first use. */
+  readonly #headW = new Map<string, ops.HeadWeights>();
 
   constructor(config: WhisperConfig, weights: Weights) {
     this.config = config;
@@ -72,7 +74,9 @@ export class Whisper {
 
   dispose(): void {
     tf.dispose([this.#conv1, this.#conv2, ...[...this.#linearW.values()].flatMap((l) => (l.f16 ? [l.w, l.f16] : [l.w]))]);
+    tf.dispose([...this.#headW.values()].flatMap((p) => [...p.q, ...p.qBias, ...p.kT, ...p.v, ...p.vBias]));
     this.#linearW.clear();
+    this.#headW.clear();
     this.#w.dispose();
   }
 
@@ -139,8 +143,7 @@ export class Whisper {
     const heads = this.config.encoderHeads;
     const residPre = hooks.at(`${h}.hook_resid_pre`, x); // [B, pos, d]
     const attnIn = this.#layerNorm(residPre, `${w}.self_attn_layer_norm`);
-    const kv = this.#projectKV(attnIn, `${w}.self_attn`, `${h}.attn`, heads, hooks);
-    const attnOut = hooks.at(`${h}.hook_attn_out`, this.#attention(attnIn, kv, `${w}.self_attn`, `${h}.attn`, heads, hooks, false));
+    const attnOut = hooks.at(`${h}.hook_attn_out`, this.#encoderSelfAttention(attnIn, `${w}.self_attn`, `${h}.attn`, heads, hooks));
     const residMid = hooks.at(`${h}.hook_resid_mid`, tf.add(residPre, attnOut) as tf.Tensor3D);
     const mlpOut = hooks.at(`${h}.hook_mlp_out`, this.#mlp(this.#layerNorm(residMid, `${w}.final_layer_norm`), w, `${h}.mlp`, hooks));
     return hooks.at(`${h}.hook_resid_post`, tf.add(residMid, mlpOut) as tf.Tensor3D);
@@ -265,6 +268,21 @@ export class Whisper {
     const k = hooks.at(`${h}.hook_k`, splitHeads(this.#linear(x, `${w}.k_proj`, false), heads)); // [B, S, H, dh]
     const v = hooks.at(`${h}.hook_v`, splitHeads(this.#linear(x, `${w}.v_proj`), heads)); // [B, S, H, dh]
     return { k, v };
+  }
+
+  /** An encoder block's self-attention; on wasm, with no hook inside it, projected per head. */
+  #encoderSelfAttention(x: tf.Tensor3D, w: string, h: string, heads: number, hooks: HookSession): tf.Tensor3D {
+    const inside = ['hook_q', 'hook_k', 'hook_v', 'hook_z', 'hook_pattern'].some((n) => hooks.wants(`${h}.${n}`));
+    if (inside || !ops.byHeadSelfAttention()) return this.#attention(x, this.#projectKV(x, w, h, heads, hooks), w, h, heads, hooks, false);
+    let byHead = this.#headW.get(w);
+    if (!byHead) {
+      const bias = (m: string) => this.#w.get(`${w}.${m}.bias`) as tf.Tensor1D;
+      byHead = ops.headWeights(this.#linearOf(`${w}.q_proj`), bias('q_proj'), this.#linearOf(`${w}.k_proj`), this.#linearOf(`${w}.v_proj`), bias('v_proj'), heads);
+      // Made inside the caller's tidy, kept for the model's lifetime (disposed with it).
+      for (const t of [...byHead.q, ...byHead.qBias, ...byHead.kT, ...byHead.v, ...byHead.vBias]) tf.keep(t);
+      this.#headW.set(w, byHead);
+    }
+    return this.#linear(ops.selfAttentionByHead(x, byHead), `${w}.out_proj`);
   }
 
   /** softmax(q·kᵀ/√dh (+ causal mask))·v, then the output projection. `x` gives the queries. */

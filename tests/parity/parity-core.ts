@@ -111,6 +111,22 @@ export async function compareHooks(f: Fixture): Promise<Comparison[]> {
   return out;
 }
 
+/**
+ * Logits on the clean clip's golden log-mel with no hook anywhere: the plans the model only
+ * takes when nothing is hooked (e.g. per-head encoder self-attention on wasm) against transformers'.
+ */
+export async function compareUnhookedLogits(f: Fixture): Promise<Comparison> {
+  const { model, config } = f.loaded;
+  const mel = tf.tensor3d(f.golden.getF32('logmel.clean'), [1, config.numMelBins, 2 * config.maxSourcePositions]);
+  const tokens = tf.tensor2d([f.meta.prefix], [1, f.meta.prefix.length], 'int32');
+  const encoderOut = model.encode(mel);
+  const cross = model.crossKV(encoderOut);
+  const { logits, present } = model.decode(tokens, cross);
+  const cmp = compare('logits (no hooks)', await logits.data(), logits.shape.slice(1), f.golden, 'hook/hook_logits');
+  tf.dispose([mel, tokens, encoderOut, logits, ...cross.flatMap((kv) => [kv.k, kv.v]), ...present.flatMap((kv) => [kv.k, kv.v])]);
+  return cmp;
+}
+
 /** Logits on the corrupt clip (through our own front end) against transformers'. */
 export async function compareCorruptLogits(f: Fixture): Promise<Comparison> {
   const { model, config } = f.loaded;

@@ -9,7 +9,7 @@ import { relative, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, type BackendName } from '../../models/backend.ts';
 import { repoPath } from '../util/fixtures.ts';
-import { MICRO_DIR, compareCorruptLogits, compareHooks, compareLogMel, greedyTokens, loadFixture, tolerance, type Fixture } from './parity-core.ts';
+import { MICRO_DIR, compareCorruptLogits, compareHooks, compareUnhookedLogits, compareLogMel, greedyTokens, loadFixture, tolerance, type Fixture } from './parity-core.ts';
 
 const root = await repoPath('.');
 const extraDirs = (process.env.EARSHOT_PARITY_DIRS ?? '').split(',').filter((d) => d !== '').map((d) => relative(root, resolve(d)));
@@ -40,6 +40,12 @@ for (const [backend, dir] of (['cpu', 'wasm'] as BackendName[]).flatMap((b) => [
         expect(r.shapeOk, r.name).toBe(true);
         expect(r.maxAbsErr, r.name).toBeLessThanOrEqual(tolerance(r));
       }
+    });
+
+    it('logits with nothing hooked match (the unhooked fast paths)', async () => {
+      const c = await compareUnhookedLogits(f);
+      expect(c.shapeOk).toBe(true);
+      expect(c.maxAbsErr).toBeLessThanOrEqual(tolerance(c));
     });
 
     it('logits on the corrupt clip match through our own front end', async () => {
