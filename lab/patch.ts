@@ -1,14 +1,18 @@
 /**
  * Patch setters: turn PatchSpecs (data) into hook replacement functions that write
  * chosen positions/heads of a source into a batch of patched variants. One generic
- * rule for every hook: patched = value + M ⊙ (source − value), with a 0/1 mask M
- * that is 1 on the chosen positions and heads of each variant's row.
+ * rule for every hook: variant row b takes the source at its chosen positions × heads
+ * and keeps its own value elsewhere. It runs as models/ops.ts's patchScatter (our WGSL
+ * kernel on WebGPU, an exact select elsewhere); a row that patches one hook twice from the
+ * same source (a union of position × head blocks) uses a 0/1 mask M instead:
+ * value + M ⊙ (source − value).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { WhisperConfig } from '../models/config.ts';
 import type { HookFn } from '../models/hook-session.ts';
 import { parseHookName } from '../models/hooks.ts';
 import { EarshotError } from '../models/errors.ts';
+import { patchScatter } from '../models/ops.ts';
 import type { PatchSpec, RunName, Source } from './spec.ts';
 
 /** Which axes of a hook's value (batch axis excluded) are positions and heads. */
@@ -110,8 +114,16 @@ export function buildReplacements(variants: readonly (readonly PatchSpec[])[], v
       }
       let out: tf.Tensor = value;
       for (const { source, rows } of bySource.values()) {
-        const mask = buildMask(hook, shape, variants.length, rows);
+        for (const { spec } of rows) checkSpec(hook, shape, spec);
         const src = sourceTensor(source, hook, values);
+        if (new Set(rows.map((r) => r.row)).size === rows.length) {
+          // One block per row: an exact scatter. A mean source has a size-1 position axis.
+          const full = src && src.shape.some((n, i) => i > 0 && n !== shape[i - 1]) ? tf.broadcastTo(src, [src.shape[0], ...shape]) : src;
+          const scatter = rows.map(({ row, spec }) => ({ row, positions: spec.positions, heads: spec.heads }));
+          out = patchScatter(out, full, variants.length, scatter, hookGeometry(hook));
+          continue;
+        }
+        const mask = buildMask(hook, shape, variants.length, rows);
         // value + M ⊙ (src − value); zero ablation is value ⊙ (1 − M).
         out = src === null ? tf.mul(out, tf.sub(1, mask)) : tf.add(out, tf.mul(mask, tf.sub(src, out)));
       }
@@ -134,20 +146,25 @@ function buildMask(hook: string, shape: readonly number[], batch: number, rows: 
   const posStride = stride(g.posAxis);
   const headStride = g.headAxis === null ? 0 : stride(g.headAxis);
   for (const { row, spec } of rows) {
-    if (spec.heads !== null && g.headAxis === null) {
-      throw new EarshotError(`${hook} has no head axis; patch heads on hook_q, hook_k, hook_v, hook_z or hook_pattern.`, 'bad-patch');
-    }
-    const positions = spec.positions ?? range(nPos);
-    const heads = spec.heads ?? range(nHead);
-    for (const p of positions) {
-      if (p >= nPos) throw new EarshotError(`Position ${p} is outside ${hook}, which has ${nPos} positions.`, 'bad-patch');
-      for (const h of heads) {
-        if (h >= nHead) throw new EarshotError(`Head ${h} is outside ${hook}, which has ${nHead} heads.`, 'bad-patch');
-        data[row * perRow + p * posStride + h * headStride] = 1;
-      }
+    for (const p of spec.positions ?? range(nPos)) {
+      for (const h of spec.heads ?? range(nHead)) data[row * perRow + p * posStride + h * headStride] = 1;
     }
   }
   return tf.tensor(data, [batch, ...maskShape]);
+}
+
+/** Refuses positions or heads a hook does not have (one sentence, before any tensor work). */
+function checkSpec(hook: string, shape: readonly number[], spec: PatchSpec): void {
+  const g = hookGeometry(hook);
+  if (spec.heads !== null && g.headAxis === null) {
+    throw new EarshotError(`${hook} has no head axis; patch heads on hook_q, hook_k, hook_v, hook_z or hook_pattern.`, 'bad-patch');
+  }
+  const nPos = shape[g.posAxis];
+  const nHead = g.headAxis === null ? 1 : shape[g.headAxis];
+  const p = spec.positions?.find((x) => x >= nPos);
+  if (p !== undefined) throw new EarshotError(`Position ${p} is outside ${hook}, which has ${nPos} positions.`, 'bad-patch');
+  const h = spec.heads?.find((x) => x >= nHead);
+  if (h !== undefined) throw new EarshotError(`Head ${h} is outside ${hook}, which has ${nHead} heads.`, 'bad-patch');
 }
 
 function range(n: number): number[] {
