@@ -199,7 +199,9 @@ async function main(): Promise<void> {
   const tables = formatTables(report);
   console.log(tables);
   const doc = join(repoRoot, 'docs/benchmarks.md');
-  if (existsSync(doc) && !quick) {
+  // Only a full run replaces the doc's tables; partial runs (--quick, --no-*, --backends=) leave them.
+  const partial = quick || args.has('--no-node') || args.has('--no-browser') || backendsArg !== undefined;
+  if (existsSync(doc) && !partial) {
     const text = readFileSync(doc, 'utf8');
     const begin = '<!-- bench:begin -->';
     const end = '<!-- bench:end -->';
