@@ -26,8 +26,12 @@ export interface CheckOptions {
   executionProvider?: 'wasm' | 'webgpu';
   /** Where onnxruntime-web finds its .wasm files (a URL prefix ending in '/'), if not beside its module. */
   wasmPaths?: string;
-  /** A loaded onnxruntime-web module (tests, or an app that already imported it). */
-  ort?: unknown;
+  /**
+   * The onnxruntime-web module to run (`await import('onnxruntime-web')`, or a smaller build
+   * such as 'onnxruntime-web/wasm'). The caller picks it, so that a bundle holds only the
+   * build it uses (the default one brings 28 MB of WebGPU-enabled .wasm).
+   */
+  ort: unknown;
   onProgress?: (stage: string) => void;
   /** Checked between stages (onnxruntime cannot stop a session mid-run): aborting throws 'cancelled'. */
   signal?: AbortSignal;
@@ -137,13 +141,13 @@ function argmaxRows(x: ArrayLike<number>, rows: number, cols: number): number[] 
  * Compares our model with the ONNX export on one clip's log-mel [n_mels × frames] and a
  * decoder prefix (e.g. the transcription prompt plus the transcript so far).
  */
-export async function checkModel(model: Whisper, onnx: OnnxExport, mel: Float32Array, prefix: readonly number[], opts: CheckOptions = {}): Promise<CheckReport> {
+export async function checkModel(model: Whisper, onnx: OnnxExport, mel: Float32Array, prefix: readonly number[], opts: CheckOptions): Promise<CheckReport> {
   const t0 = performance.now();
   const c = model.config;
   const frames = 2 * c.maxSourcePositions;
   if (mel.length !== c.numMelBins * frames) throw new EarshotError(`The clip's log-mel has ${mel.length} values; this model expects ${c.numMelBins} × ${frames}.`, 'bad-input');
   if (prefix.length === 0) throw new EarshotError('The decoder prefix is empty; it needs at least <|startoftranscript|>.', 'bad-prefix');
-  const ort = (opts.ort ?? (await import('onnxruntime-web'))) as OrtModule;
+  const ort = opts.ort as OrtModule;
   if (opts.wasmPaths) ort.env.wasm.wasmPaths = opts.wasmPaths;
   const ep = opts.executionProvider ?? 'wasm';
   const sessionOpts = { executionProviders: [ep], graphOptimizationLevel: 'all' };
