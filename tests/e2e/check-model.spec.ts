@@ -223,3 +223,49 @@ test('a hub model is checked against the export the mapping names: progress, can
   await expect(page.getByTestId('error-banner')).toHaveCount(0);
   expect(pageErrors).toEqual([]);
 });
+
+test('local files: a checkpoint that is not the export\'s is reported in red with the numbers over the tolerance', async ({ page }) => {
+  const pageErrors = watchPageErrors(page);
+  await page.goto('./?backend=wasm');
+  // The micro model with one tensor changed (every value of the encoder's final layer-norm bias doubled).
+  await page.getByTestId('model-files').setInputFiles([
+    { name: 'config.json', mimeType: 'application/json', buffer: await readFile(resolve(MICRO_DIR, 'config.json')) },
+    { name: 'model.safetensors', mimeType: 'application/octet-stream', buffer: perturb(await readFile(resolve(MICRO_DIR, 'model.safetensors')), 'model.encoder.layer_norm.bias') },
+  ]);
+  await page.getByTestId('load-model').click();
+  await expect(page.getByTestId('model-info')).toContainText('model.safetensors');
+  await page.getByTestId('pair-bat-pat').click();
+  await expect(page.getByTestId('tokens-clean').locator('li').first()).toBeVisible({ timeout: 120_000 });
+
+  // The export's two files, picked by hand (a wrong pick first: one sentence).
+  const files = page.getByTestId('onnx-files');
+  await files.setInputFiles([resolve(ONNX, 'encoder_model.onnx'), resolve(MICRO_DIR, 'config.json')]);
+  await page.getByTestId('check-model').click();
+  await expect(page.getByTestId('check-error')).toContainText('config.json is not an .onnx file');
+  await files.setInputFiles([resolve(ONNX, 'decoder_model.onnx'), resolve(ONNX, 'encoder_model.onnx')]);
+  await page.getByTestId('check-model').click();
+  const report = page.getByTestId('check-report');
+  await expect(report).toHaveAttribute('data-ok', 'false', { timeout: 120_000 });
+  await expect(page.getByTestId('check-verdict')).toContainText('Differs from encoder_model.onnx + decoder_model.onnx');
+  const shown = JSON.parse((await report.getAttribute('data-report'))!) as ShownReport;
+  expect(shown.encoder.relative).toBeGreaterThan(shown.tolerance);
+  await expect(page.getByTestId('check-encoder').locator('td.over')).toHaveCount(1);
+  const agree = shown.topTokens.ours.filter((t, i) => t === shown.topTokens.onnx[i]).length;
+  await expect(report).toContainText(`top tokens agree at ${agree} of ${shown.topTokens.ours.length} positions`);
+  await expect(report).toContainText('Check that the ONNX files belong to this checkpoint');
+  await page.getByTestId('model-check').screenshot({ path: `${SCREENSHOTS}/check-differs.png` });
+  expect(pageErrors).toEqual([]);
+});
+
+/** A copy of a safetensors file with one F16 tensor's values doubled (layout stays valid). */
+function perturb(bytes: Buffer, name: string): Buffer {
+  const out = Buffer.from(bytes);
+  const headerLen = Number(out.readBigUInt64LE(0));
+  const header = JSON.parse(out.subarray(8, 8 + headerLen).toString('utf8')) as Record<string, { dtype: string; data_offsets: [number, number] }>;
+  const t = header[name];
+  expect(t.dtype).toBe('F16');
+  const base = 8 + headerLen;
+  // Adding 0x0400 raises an F16 exponent by one: the value doubles.
+  for (let i = base + t.data_offsets[0]; i + 1 < base + t.data_offsets[1]; i += 2) out.writeUInt16LE((out.readUInt16LE(i) + 0x0400) & 0xffff, i);
+  return out;
+}
