@@ -25,11 +25,15 @@ const isolationHeaders = {
 const DEMO_ASSETS: Record<string, string> = {
   'models/demo/config.json': 'tests/fixtures/micro/config.json',
   'models/demo/model.safetensors': 'tests/fixtures/micro/model.safetensors',
+  // Its ONNX export (tools/reference/make_onnx.py), for "Check this model".
+  'models/demo/onnx/encoder_model.onnx': 'tests/fixtures/micro/onnx/encoder_model.onnx',
+  'models/demo/onnx/decoder_model.onnx': 'tests/fixtures/micro/onnx/decoder_model.onnx',
 };
 
 const CONTENT_TYPES: Record<string, string> = {
   '.json': 'application/json',
   '.safetensors': 'application/octet-stream',
+  '.onnx': 'application/octet-stream',
   '.wav': 'audio/wav',
 };
 

@@ -24,7 +24,7 @@ describe('checkModel in Chromium', () => {
       const m = await loadCheckpoint({ config: JSON.parse(new TextDecoder().decode(await need('config.json'))), safetensors: await need('model.safetensors') });
       const { mel } = samplesToMel(loadAudio16k(await need('clean.wav')), m.config);
       const onnx = { encoder: await need('onnx/encoder_model.onnx'), decoder: await need('onnx/decoder_model.onnx') };
-      const r = await checkModel(m.model, onnx, mel, m.prompt, { wasmPaths: '/node_modules/onnxruntime-web/dist/' });
+      const r = await checkModel(m.model, onnx, mel, m.prompt, { ort: await import('onnxruntime-web'), wasmPaths: '/node_modules/onnxruntime-web/dist/' });
       m.model.dispose();
       console.log(`[check] ${backend}: ${r.summary}`);
       expect(r.ok).toBe(true);

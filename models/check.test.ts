@@ -13,6 +13,7 @@ import { loadCheckpoint } from './load.ts';
 
 const dir = new URL('../tests/fixtures/micro/', import.meta.url);
 const read = (p: string) => new Uint8Array(readFileSync(new URL(p, dir)));
+const ort = () => import('onnxruntime-web');
 const onnx = { encoder: read('onnx/encoder_model.onnx'), decoder: read('onnx/decoder_model.onnx') };
 
 async function micro() {
@@ -25,7 +26,7 @@ describe('checkModel against the ONNX export (onnxruntime-web, wasm)', () => {
       await initBackend(backend);
       const m = await micro();
       const { mel } = samplesToMel(loadAudio16k(read('clean.wav')), m.config);
-      const r = await checkModel(m.model, onnx, mel, m.prompt);
+      const r = await checkModel(m.model, onnx, mel, m.prompt, { ort: await ort() });
       m.model.dispose();
       console.log(`[check] ${backend}: ${r.summary}`);
       expect(r.ok).toBe(true);
@@ -44,7 +45,7 @@ describe('checkModel against the ONNX export (onnxruntime-web, wasm)', () => {
       config: JSON.parse(new TextDecoder().decode(read('config.json'))),
       safetensors: perturb(read('model.safetensors'), 'model.encoder.layer_norm.bias'),
     });
-    const r = await checkModel(other.model, onnx, mel, m.prompt);
+    const r = await checkModel(other.model, onnx, mel, m.prompt, { ort: await ort() });
     m.model.dispose();
     other.model.dispose();
     expect(r.ok).toBe(false);
@@ -55,7 +56,7 @@ describe('checkModel against the ONNX export (onnxruntime-web, wasm)', () => {
   it('refuses an export of another shape with a message', async () => {
     await initBackend('cpu');
     const m = await micro();
-    await expect(checkModel(m.model, onnx, new Float32Array(10), m.prompt)).rejects.toThrow(/log-mel/);
+    await expect(checkModel(m.model, onnx, new Float32Array(10), m.prompt, { ort: await ort() })).rejects.toThrow(/log-mel/);
     m.model.dispose();
   });
 });

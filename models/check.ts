@@ -26,9 +26,15 @@ export interface CheckOptions {
   executionProvider?: 'wasm' | 'webgpu';
   /** Where onnxruntime-web finds its .wasm files (a URL prefix ending in '/'), if not beside its module. */
   wasmPaths?: string;
-  /** A loaded onnxruntime-web module (tests, or an app that already imported it). */
-  ort?: unknown;
+  /**
+   * The onnxruntime-web module to run (`await import('onnxruntime-web')`, or a smaller build
+   * such as 'onnxruntime-web/wasm'). The caller picks it, so that a bundle holds only the
+   * build it uses (the default one brings 28 MB of WebGPU-enabled .wasm).
+   */
+  ort: unknown;
   onProgress?: (stage: string) => void;
+  /** Checked between stages (onnxruntime cannot stop a session mid-run): aborting throws 'cancelled'. */
+  signal?: AbortSignal;
 }
 
 export interface Difference {
@@ -75,6 +81,41 @@ interface OrtModule {
 /** Float32 models agree to this (relative to max(1, |value|)); f16-stored checkpoints to ~1e-2. */
 export const CHECK_TOLERANCE = 1e-3;
 
+type OrtSession = Awaited<ReturnType<OrtModule['InferenceSession']['create']>>;
+
+/** onnxruntime's own messages can run to several lines; the first one, shortened, is enough. */
+function ortMessage(e: unknown): string {
+  const line = (e instanceof Error ? e.message : String(e)).split('\n')[0].trim();
+  return line.length > 160 ? `${line.slice(0, 159)}…` : line || 'no details';
+}
+
+function need(names: readonly string[], want: string, file: string): void {
+  if (!names.includes(want)) throw new EarshotError(`${file} has no input "${want}" (it has ${names.join(', ')}): expected the onnx-community layout of this checkpoint's export.`, 'onnx-layout');
+}
+
+/** Loads one ONNX file, runs `use` on it and always releases the session. */
+async function withSession<T>(ort: OrtModule, bytes: Uint8Array, sessionOpts: Record<string, unknown>, file: string, advice: string, use: (s: OrtSession) => Promise<T>): Promise<T> {
+  const session = await ort.InferenceSession.create(bytes, sessionOpts).catch((e: unknown) => {
+    // onnxruntime's runtime itself did not start (its .wasm unreachable or refused): not the file's fault.
+    if (/no available backend/i.test(ortMessage(e))) throw new EarshotError(`onnxruntime-web could not start in this browser (${ortMessage(e)}); reload the page and try again.`, 'onnx-runtime');
+    throw new EarshotError(`onnxruntime-web could not load ${file} (${ortMessage(e)}); ${advice}.`, 'onnx-load');
+  });
+  try {
+    return await use(session);
+  } finally {
+    await session.release().catch(() => undefined);
+  }
+}
+
+/** A session that loads but fails on this model's inputs was made for other shapes: say so. */
+async function runOrExplain<T>(run: () => Promise<T>, file: string, what: string): Promise<T> {
+  try {
+    return await run();
+  } catch (e) {
+    throw new EarshotError(`${file} fails on ${what} (${ortMessage(e)}): the export belongs to another model.`, 'onnx-mismatch');
+  }
+}
+
 function difference(ours: ArrayLike<number>, theirs: ArrayLike<number>): Difference {
   let maxAbs = 0;
   let scale = 0;
@@ -100,54 +141,59 @@ function argmaxRows(x: ArrayLike<number>, rows: number, cols: number): number[] 
  * Compares our model with the ONNX export on one clip's log-mel [n_mels × frames] and a
  * decoder prefix (e.g. the transcription prompt plus the transcript so far).
  */
-export async function checkModel(model: Whisper, onnx: OnnxExport, mel: Float32Array, prefix: readonly number[], opts: CheckOptions = {}): Promise<CheckReport> {
+export async function checkModel(model: Whisper, onnx: OnnxExport, mel: Float32Array, prefix: readonly number[], opts: CheckOptions): Promise<CheckReport> {
   const t0 = performance.now();
   const c = model.config;
   const frames = 2 * c.maxSourcePositions;
   if (mel.length !== c.numMelBins * frames) throw new EarshotError(`The clip's log-mel has ${mel.length} values; this model expects ${c.numMelBins} × ${frames}.`, 'bad-input');
   if (prefix.length === 0) throw new EarshotError('The decoder prefix is empty; it needs at least <|startoftranscript|>.', 'bad-prefix');
-  const ort = (opts.ort ?? (await import('onnxruntime-web'))) as OrtModule;
+  const ort = opts.ort as OrtModule;
   if (opts.wasmPaths) ort.env.wasm.wasmPaths = opts.wasmPaths;
   const ep = opts.executionProvider ?? 'wasm';
   const sessionOpts = { executionProviders: [ep], graphOptimizationLevel: 'all' };
+  const stage = (what: string) => {
+    if (opts.signal?.aborted) throw new EarshotError('Cancelled.', 'cancelled');
+    opts.onProgress?.(what);
+  };
 
   // Ours first (the model's current backend and kernels).
-  opts.onProgress?.('running the hooked model');
+  stage('Running the hooked model');
   const melT = tf.tensor3d(mel, [1, c.numMelBins, frames]);
   const tokens = tf.tensor2d([Array.from(prefix)], [1, prefix.length], 'int32');
   const encoderOut = model.encode(melT);
   const cross = model.crossKV(encoderOut);
   const { logits, present } = model.decode(tokens, cross);
-  const ourEncoder = (await encoderOut.data()) as Float32Array;
-  const ourLogits = (await logits.data()) as Float32Array;
-  tf.dispose([melT, tokens, encoderOut, logits, ...cross.flatMap((kv) => [kv.k, kv.v]), ...present.flatMap((kv) => [kv.k, kv.v])]);
-
-  opts.onProgress?.('running the ONNX export (encoder)');
-  const encoder = await ort.InferenceSession.create(onnx.encoder, sessionOpts).catch((e: unknown) => {
-    throw new EarshotError(`onnxruntime-web could not load encoder_model.onnx (${e instanceof Error ? e.message : String(e)}); use the encoder of the same checkpoint's ONNX export.`, 'onnx-load');
-  });
-  const need = (names: readonly string[], want: string, file: string) => {
-    if (!names.includes(want)) throw new EarshotError(`${file} has no "${want}" (it has ${names.join(', ')}); expected the onnx-community layout.`, 'onnx-layout');
-  };
-  need(encoder.inputNames, 'input_features', 'encoder_model.onnx');
-  const encOut = await encoder.run({ input_features: new ort.Tensor('float32', mel, [1, c.numMelBins, frames]) });
-  const hidden = encOut[encoder.outputNames.includes('last_hidden_state') ? 'last_hidden_state' : encoder.outputNames[0]];
-  await encoder.release();
-  if (hidden.dims.length !== 3 || hidden.dims[1] !== c.maxSourcePositions || hidden.dims[2] !== c.dModel) {
-    throw new EarshotError(`encoder_model.onnx returns [${hidden.dims}] but this checkpoint's encoder gives [1, ${c.maxSourcePositions}, ${c.dModel}]: the export belongs to another model.`, 'onnx-mismatch');
+  let ourEncoder: Float32Array;
+  let ourLogits: Float32Array;
+  try {
+    ourEncoder = (await encoderOut.data()) as Float32Array;
+    ourLogits = (await logits.data()) as Float32Array;
+  } finally {
+    tf.dispose([melT, tokens, encoderOut, logits, ...cross.flatMap((kv) => [kv.k, kv.v]), ...present.flatMap((kv) => [kv.k, kv.v])]);
   }
 
-  opts.onProgress?.('running the ONNX export (decoder)');
-  const decoder = await ort.InferenceSession.create(onnx.decoder, sessionOpts).catch((e: unknown) => {
-    throw new EarshotError(`onnxruntime-web could not load decoder_model.onnx (${e instanceof Error ? e.message : String(e)}); use decoder_model.onnx (not the merged KV-cache one) of the same export.`, 'onnx-load');
+  stage('Running the ONNX export (encoder)');
+  const hidden = await withSession(ort, onnx.encoder, sessionOpts, 'encoder_model.onnx', 'use the encoder of the same checkpoint\'s ONNX export', async (encoder) => {
+    need(encoder.inputNames, 'input_features', 'encoder_model.onnx');
+    const out = await runOrExplain(() => encoder.run({ input_features: new ort.Tensor('float32', mel, [1, c.numMelBins, frames]) }), 'encoder_model.onnx', `a log-mel of ${c.numMelBins} × ${frames}`);
+    return out[encoder.outputNames.includes('last_hidden_state') ? 'last_hidden_state' : encoder.outputNames[0]];
   });
-  need(decoder.inputNames, 'input_ids', 'decoder_model.onnx');
-  need(decoder.inputNames, 'encoder_hidden_states', 'decoder_model.onnx');
-  const ids = new ort.Tensor('int64', BigInt64Array.from(prefix.map((t) => BigInt(t))), [1, prefix.length]);
-  const decOut = await decoder.run({ input_ids: ids, encoder_hidden_states: hidden });
-  const onnxLogits = decOut[decoder.outputNames.includes('logits') ? 'logits' : decoder.outputNames[0]];
-  await decoder.release();
-  if (onnxLogits.dims[2] !== c.vocabSize) throw new EarshotError(`decoder_model.onnx has a vocabulary of ${onnxLogits.dims[2]}, this checkpoint ${c.vocabSize}.`, 'onnx-mismatch');
+  if (hidden.dims.length !== 3 || hidden.dims[1] !== c.maxSourcePositions || hidden.dims[2] !== c.dModel) {
+    throw new EarshotError(`encoder_model.onnx returns [${hidden.dims.join(', ')}] but this checkpoint's encoder gives [1, ${c.maxSourcePositions}, ${c.dModel}]: the export belongs to another model.`, 'onnx-mismatch');
+  }
+
+  stage('Running the ONNX export (decoder)');
+  const onnxLogits = await withSession(ort, onnx.decoder, sessionOpts, 'decoder_model.onnx', 'use decoder_model.onnx (not the merged KV-cache one) of the same export', async (decoder) => {
+    need(decoder.inputNames, 'input_ids', 'decoder_model.onnx');
+    need(decoder.inputNames, 'encoder_hidden_states', 'decoder_model.onnx');
+    const ids = new ort.Tensor('int64', BigInt64Array.from(prefix.map((t) => BigInt(t))), [1, prefix.length]);
+    const out = await runOrExplain(() => decoder.run({ input_ids: ids, encoder_hidden_states: hidden }), 'decoder_model.onnx', `${prefix.length} tokens and this encoder's output`);
+    return out[decoder.outputNames.includes('logits') ? 'logits' : decoder.outputNames[0]];
+  });
+  if (onnxLogits.dims.length !== 3 || onnxLogits.dims[1] !== prefix.length || onnxLogits.dims[2] !== c.vocabSize) {
+    throw new EarshotError(`decoder_model.onnx returns logits [${onnxLogits.dims.join(', ')}] but this checkpoint gives [1, ${prefix.length}, ${c.vocabSize}]: the export belongs to another model.`, 'onnx-mismatch');
+  }
+  stage('Comparing');
 
   const encoderDiff = difference(ourEncoder, hidden.data as Float32Array);
   const logitsDiff = difference(ourLogits, onnxLogits.data as Float32Array);

@@ -25,6 +25,7 @@ import type {
   Transcript,
 } from './protocol.ts';
 import * as lab from './lab-requests.ts';
+import { checkModelRequest } from './check-request.ts';
 import { gatherCheckpoint } from './sources.ts';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
@@ -102,6 +103,9 @@ async function run(request: Exclude<EngineRequest, { kind: 'cancel' }>, signal: 
         post({ kind: 'result', id: request.id, payload: report }, [report.weights]);
         return;
       }
+      case 'check-model':
+        post({ kind: 'result', id: request.id, payload: await checkModelRequest(loadedModel(), request.payload, signal, progress) });
+        return;
       default: {
         const never: never = request;
         throw new EarshotError(`Unknown request ${JSON.stringify(never)}.`, 'bad-request');
@@ -245,6 +249,7 @@ function toErrorPayload(e: unknown, kind: EngineRequest['kind']): ErrorPayload {
     lens: 'computing the lenses',
     attribution: 'running attribution patching',
     attention: 'reading cross-attention',
+    'check-model': 'checking the model against its ONNX export',
   };
   const what = doing[kind];
   console.error(`Earshot engine: unexpected failure while ${what}`, e);

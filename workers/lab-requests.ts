@@ -41,6 +41,12 @@ export function forgetPair(): void {
   pair = null;
 }
 
+/** The prepared pair's clean log-mel and transcript (prompt + tokens), if it was made with `loaded`. */
+export function preparedClean(loaded: LoadedModel): { mel: Float32Array; tokens: number[] } | null {
+  if (!pair || pair.model !== loaded) return null;
+  return { mel: pair.cleanMel, tokens: [...pair.report.prompt, ...pair.report.clean.tokens] };
+}
+
 function floats(buffer: ArrayBuffer, what: string): Float32Array {
   if (!(buffer instanceof ArrayBuffer) || buffer.byteLength % 4 !== 0) throw new EarshotError(`${what} must be float32 samples.`, 'bad-request');
   return new Float32Array(buffer);

@@ -10,6 +10,7 @@
  * Types only, plus two constants: importing this file pulls no engine code into the UI.
  */
 import type { BackendName } from '../models/backend.ts';
+import type { CheckReport } from '../models/check.ts';
 import type { AttributionResult } from '../lab/attribution.ts';
 import type { PathwayGrounding, TokenGrounding } from '../lab/grounding.ts';
 import type { LensResult } from '../lab/lens.ts';
@@ -40,6 +41,18 @@ export type ModelSource =
    * and the bytes of model.safetensors (transferred). `label` names them in messages.
    */
   | { type: 'files'; config: string; safetensors: ArrayBuffer; tokenizer?: string; label: string };
+
+/**
+ * Where the ONNX export of the loaded checkpoint comes from ("Check this model"): the two
+ * files of the onnx-community layout, `onnx/encoder_model.onnx` and `onnx/decoder_model.onnx`.
+ */
+export type OnnxSource =
+  /** The demo model's export, which this site serves at `models/demo/onnx/` (`baseUrl`: models/demo/). */
+  | { type: 'demo'; baseUrl: string }
+  /** A Hugging Face repo with the export (e.g. onnx-community/whisper-tiny), through Cache Storage. */
+  | { type: 'hub'; repo: string; revision: string }
+  /** The two files the person picked (transferred). */
+  | { type: 'files'; encoder: ArrayBuffer; decoder: ArrayBuffer; label: string };
 
 export interface RequestPayloads {
   /** Choose and start the tensor backend. `backend` overrides the choice (`?backend=` in the page URL). */
@@ -81,6 +94,11 @@ export interface RequestPayloads {
   attribution: { hooks: string[]; topK: number; encoderRange?: [number, number] };
   /** Cross-attention patterns of the clean run at the target position, for the chart. */
   attention: Record<string, never>;
+  /**
+   * "Check this model": the ONNX export in onnxruntime-web (wasm) against the loaded model,
+   * on the clean clip (mono 16 kHz samples, transferred) or the prepared pair's clean run.
+   */
+  'check-model': { clip: { type: 'samples'; samples: ArrayBuffer } | { type: 'pair' }; onnx: OnnxSource };
 }
 
 /** What the user fixes of a prefix/target/foil; the prefix includes the prompt. */
@@ -204,6 +222,19 @@ export interface AttentionReport {
   positions: number;
 }
 
+/** What "Check this model" found, and on what. */
+export interface ModelCheckResult {
+  report: CheckReport;
+  /** The export's name: "onnx-community/whisper-tiny", "this site's demo export", file names. */
+  onnxLabel: string;
+  /** Which clip: "the prepared pair's clean clip" or "the clean clip". */
+  clip: string;
+  /** Decoder positions compared: the prompt plus the clean transcript. */
+  positions: number;
+  /** True when both hub files came from Cache Storage. */
+  fromCache: boolean;
+}
+
 export interface ResultPayloads {
   init: BackendReport;
   'load-model': ModelInfo;
@@ -220,6 +251,7 @@ export interface ResultPayloads {
   lens: { logit: LensResult; encoder: LensResult };
   attribution: AttributionResult;
   attention: AttentionReport;
+  'check-model': ModelCheckResult;
 }
 
 // ---------------------------------------------------------------------------------------------

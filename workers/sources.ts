@@ -19,7 +19,7 @@ type OnProgress = (p: ProgressPayload) => void;
 
 const HUB = 'https://huggingface.co';
 /** Hugging Face repo ids: owner/name, letters, digits, '-', '_', '.'. */
-const REPO_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
+export const REPO_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
 
 export function hubFileUrl(repo: string, revision: string, file: string): string {
   return `${HUB}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`;
