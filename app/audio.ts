@@ -3,7 +3,9 @@
  * the decoding (any format it knows: WAV, MP3, OGG, FLAC, …) and the resampling, via an
  * OfflineAudioContext running at 16 kHz.
  */
-import { EarshotError } from '../models/errors.ts';
+import { checkWavContainer } from '../models/audio.ts';
+import { EarshotError, isEarshotError } from '../models/errors.ts';
+import { MAX_AUDIO_BYTES, checkFileSize } from '../models/limits.ts';
 import { ENGINE_SAMPLE_RATE } from '../workers/protocol.ts';
 
 export interface Clip {
@@ -16,10 +18,19 @@ export interface Clip {
   original: string;
   /** Object URL of the original bytes, for an <audio> player; revoke with releaseClip. */
   playUrl: string;
+  /** What was repaired on the way in (NaN or infinite samples), for the person to see. */
+  notes: string[];
+}
+
+/** An audio file the person chose: refused by its size before it is read, then decoded. */
+export async function readAudioFile(file: File): Promise<Clip> {
+  checkFileSize(file.name, file.size, MAX_AUDIO_BYTES, `cut out the part you want first (the model hears 30 s at a time)`);
+  return decodeClip(await file.arrayBuffer(), file.name, file.type);
 }
 
 export async function decodeClip(bytes: ArrayBuffer, label: string, mimeType = ''): Promise<Clip> {
   if (bytes.byteLength === 0) throw new EarshotError(`${label} is empty; choose an audio file with sound in it.`, 'empty-audio');
+  checkWavLength(new Uint8Array(bytes), label);
   const playUrl = URL.createObjectURL(new Blob([bytes], mimeType ? { type: mimeType } : {}));
   try {
     // decodeAudioData detaches the buffer it is given, so it gets a copy; it also
@@ -34,7 +45,7 @@ export async function decodeClip(bytes: ArrayBuffer, label: string, mimeType = '
     const original = describeFormat(decoded);
     const samples = decoded.numberOfChannels === 1 ? decoded.getChannelData(0).slice() : await mixToMono(decoded);
     if (samples.length === 0) throw new EarshotError(`${label} has no audio samples.`, 'empty-audio');
-    return { label, samples, seconds: samples.length / ENGINE_SAMPLE_RATE, original, playUrl };
+    return { label, samples, seconds: samples.length / ENGINE_SAMPLE_RATE, original, playUrl, notes: repairNonFinite(samples, label) };
   } catch (e) {
     URL.revokeObjectURL(playUrl);
     throw e;
@@ -59,4 +70,45 @@ async function mixToMono(buffer: AudioBuffer): Promise<Float32Array> {
 function describeFormat(decoded: AudioBuffer): string {
   const n = decoded.numberOfChannels;
   return n === 1 ? 'mono' : `${n === 2 ? 'stereo' : `${n} channels`}, mixed to mono`;
+}
+
+/**
+ * A WAV file that stops before the audio it announces: the browser would decode what is left
+ * without a word, so it is refused here. Other container oddities are left to the browser's
+ * decoder, which knows more WAV variants.
+ */
+function checkWavLength(bytes: Uint8Array, label: string): void {
+  const tag = String.fromCharCode(...bytes.subarray(0, 4));
+  if (tag !== 'RIFF' && tag !== 'RIFX') return;
+  try {
+    checkWavContainer(bytes);
+  } catch (e) {
+    if (isEarshotError(e, 'audio/truncated')) throw new EarshotError(e.message.replace(/^the WAV file/, label), 'audio/truncated');
+  }
+}
+
+/**
+ * NaN samples become silence and infinite ones full scale (what PCM16 can hold), and the clip
+ * says so: a float WAV with a few bad samples stays usable, and nobody is surprised.
+ */
+function repairNonFinite(samples: Float32Array, label: string): string[] {
+  let nan = 0;
+  let inf = 0;
+  let first = -1;
+  for (let i = 0; i < samples.length; i++) {
+    const x = samples[i];
+    if (Number.isFinite(x)) continue;
+    if (first < 0) first = i;
+    if (Number.isNaN(x)) {
+      nan++;
+      samples[i] = 0;
+    } else {
+      inf++;
+      samples[i] = x > 0 ? 1 : -1;
+    }
+  }
+  if (first < 0) return [];
+  const what = [nan && `${nan} NaN`, inf && `${inf} infinite`].filter(Boolean).join(' and ');
+  const done = [nan && 'NaN set to 0', inf && 'infinite set to full scale'].filter(Boolean).join(', ');
+  return [`${label} had ${what} sample${nan + inf === 1 ? '' : 's'} (first at ${(first / ENGINE_SAMPLE_RATE).toFixed(3)} s); ${done}. Re-export the audio if that matters.`];
 }
