@@ -1,9 +1,10 @@
 /**
- * Audio files → what the engine takes: mono float32 samples at 16 kHz. The browser does
- * the decoding (any format it knows: WAV, MP3, OGG, FLAC, …) and the resampling, via an
+ * Audio files → what the engine takes: mono float32 samples at 16 kHz. WAV files are read by
+ * models/audio.ts, exactly as the CLI reads them; the browser decodes everything else (MP3,
+ * OGG, FLAC, …, and WAV variants models/audio.ts does not know) and resamples it, via an
  * OfflineAudioContext running at 16 kHz.
  */
-import { checkWavContainer } from '../models/audio.ts';
+import { decodeWav, resample, toMono } from '../models/audio.ts';
 import { EarshotError, isEarshotError } from '../models/errors.ts';
 import { MAX_AUDIO_BYTES, checkFileSize } from '../models/limits.ts';
 import { ENGINE_SAMPLE_RATE } from '../workers/protocol.ts';
@@ -30,20 +31,10 @@ export async function readAudioFile(file: File): Promise<Clip> {
 
 export async function decodeClip(bytes: ArrayBuffer, label: string, mimeType = ''): Promise<Clip> {
   if (bytes.byteLength === 0) throw new EarshotError(`${label} is empty; choose an audio file with sound in it.`, 'empty-audio');
-  checkWavLength(new Uint8Array(bytes), label);
+  const wav = readWav(new Uint8Array(bytes), label);
   const playUrl = URL.createObjectURL(new Blob([bytes], mimeType ? { type: mimeType } : {}));
   try {
-    // decodeAudioData detaches the buffer it is given, so it gets a copy; it also
-    // resamples to the context's rate, so only the down-mix to mono is left to do.
-    const decoder = new OfflineAudioContext(1, 1, ENGINE_SAMPLE_RATE);
-    let decoded: AudioBuffer;
-    try {
-      decoded = await decoder.decodeAudioData(bytes.slice(0));
-    } catch {
-      throw new EarshotError(`${label} could not be decoded as audio; use a WAV, MP3, OGG or FLAC file.`, 'bad-audio');
-    }
-    const original = describeFormat(decoded);
-    const samples = decoded.numberOfChannels === 1 ? decoded.getChannelData(0).slice() : await mixToMono(decoded);
+    const { samples, original } = wav ?? (await browserDecode(bytes, label));
     if (samples.length === 0) throw new EarshotError(`${label} has no audio samples.`, 'empty-audio');
     return { label, samples, seconds: samples.length / ENGINE_SAMPLE_RATE, original, playUrl, notes: repairNonFinite(samples, label) };
   } catch (e) {
@@ -54,6 +45,41 @@ export async function decodeClip(bytes: ArrayBuffer, label: string, mimeType = '
 
 export function releaseClip(clip: Clip | null): void {
   if (clip) URL.revokeObjectURL(clip.playUrl);
+}
+
+/**
+ * A WAV file through models/audio.ts: int16 / 32768 exactly, like openai's loader and the CLI
+ * (Chromium's decoder divides positive int16 samples by 32767, so a loud sample would come
+ * back one step off in PCM16), and the CLI's resampler. A file that stops before the audio
+ * it announces is refused (the browser would quietly play what is left); anything else it
+ * cannot read (null) goes to the browser's decoder.
+ */
+function readWav(bytes: Uint8Array, label: string): { samples: Float32Array; original: string } | null {
+  const tag = String.fromCharCode(...bytes.subarray(0, 4));
+  if (tag !== 'RIFF' && tag !== 'RIFX') return null;
+  try {
+    const { channels, sampleRate } = decodeWav(bytes);
+    const n = channels.length;
+    const samples = resample(toMono(channels), sampleRate, ENGINE_SAMPLE_RATE);
+    return { samples, original: n === 1 ? 'mono' : `${n === 2 ? 'stereo' : `${n} channels`}, mixed to mono` };
+  } catch (e) {
+    if (isEarshotError(e, 'audio/truncated')) throw new EarshotError(e.message.replace(/^the WAV file/, label), 'audio/truncated');
+    return null;
+  }
+}
+
+async function browserDecode(bytes: ArrayBuffer, label: string): Promise<{ samples: Float32Array; original: string }> {
+  // decodeAudioData detaches the buffer it is given, so it gets a copy; it also
+  // resamples to the context's rate, so only the down-mix to mono is left to do.
+  const decoder = new OfflineAudioContext(1, 1, ENGINE_SAMPLE_RATE);
+  let decoded: AudioBuffer;
+  try {
+    decoded = await decoder.decodeAudioData(bytes.slice(0));
+  } catch {
+    throw new EarshotError(`${label} could not be decoded as audio; use a WAV, MP3, OGG or FLAC file.`, 'bad-audio');
+  }
+  const samples = decoded.numberOfChannels === 1 ? decoded.getChannelData(0).slice() : await mixToMono(decoded);
+  return { samples, original: describeFormat(decoded) };
 }
 
 /** Web Audio's standard down-mix (e.g. (L + R) / 2), rendered offline at 16 kHz. */
@@ -70,21 +96,6 @@ async function mixToMono(buffer: AudioBuffer): Promise<Float32Array> {
 function describeFormat(decoded: AudioBuffer): string {
   const n = decoded.numberOfChannels;
   return n === 1 ? 'mono' : `${n === 2 ? 'stereo' : `${n} channels`}, mixed to mono`;
-}
-
-/**
- * A WAV file that stops before the audio it announces: the browser would decode what is left
- * without a word, so it is refused here. Other container oddities are left to the browser's
- * decoder, which knows more WAV variants.
- */
-function checkWavLength(bytes: Uint8Array, label: string): void {
-  const tag = String.fromCharCode(...bytes.subarray(0, 4));
-  if (tag !== 'RIFF' && tag !== 'RIFX') return;
-  try {
-    checkWavContainer(bytes);
-  } catch (e) {
-    if (isEarshotError(e, 'audio/truncated')) throw new EarshotError(e.message.replace(/^the WAV file/, label), 'audio/truncated');
-  }
 }
 
 /**

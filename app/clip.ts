@@ -37,7 +37,7 @@ export function toPcm16(samples: Float32Array): Int16Array {
   return out;
 }
 
-/** PCM16 → float samples, x / 32768 (what decodeAudioData gives for a PCM16 WAV). */
+/** PCM16 → float samples, x / 32768 (what models/audio.ts gives for a PCM16 WAV). */
 export function fromPcm16(pcm: Int16Array): Float32Array {
   const out = new Float32Array(pcm.length);
   for (let i = 0; i < pcm.length; i++) out[i] = pcm[i] / 32768;

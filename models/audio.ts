@@ -98,14 +98,6 @@ export function decodeWav(bytes: Uint8Array): DecodedAudio {
   return { channels, sampleRate };
 }
 
-/**
- * Checks a RIFF/WAVE container (its header, and the data chunk against the file size) without
- * decoding the samples: the browser's decoder silently plays what is left of a cut-short file.
- */
-export function checkWavContainer(bytes: Uint8Array): void {
-  parseWav(bytes);
-}
-
 type WaveFileInstance = InstanceType<WaveFileClass>;
 interface WavData {
   chunkSize: number;
