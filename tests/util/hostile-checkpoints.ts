@@ -95,7 +95,14 @@ export function hostileCheckpoints(micro = microFiles()): HostileCheckpoint[] {
       config,
       safetensors: new TextEncoder().encode('these bytes are not a safetensors file'),
       code: 'safetensors/header-too-large',
-      message: `safetensors header claims 8746589046406736000 bytes (limit 100000000); the file is corrupt or not safetensors — ${RETRY}.`,
+      message: `safetensors header claims 8.75e+18 bytes (limit 100000000); the file is corrupt or not safetensors — ${RETRY}.`,
+    },
+    {
+      name: 'a PyTorch .bin (zip) renamed model.safetensors',
+      config,
+      safetensors: new Uint8Array([0x50, 0x4b, 0x03, 0x04, 0x14, 0x00, 0x00, 0x00, 0x08, 0x00, ...new TextEncoder().encode('archive/data.pkl')]),
+      code: 'safetensors/header-too-large',
+      message: "this file is a zip archive (a PyTorch .bin checkpoint?), not safetensors; use the checkpoint's model.safetensors, or convert it with the safetensors library.",
     },
     {
       name: 'truncated inside the header',
