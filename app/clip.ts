@@ -4,7 +4,11 @@
  * engine bit-for-bit the samples the sharer's engine saw.
  * No DOM here: the share tests import this file in Node.
  */
+import { checkSamples } from '../models/clip.ts';
+
 export const CLIP_RATE = 16_000;
+/** The window of every released Whisper checkpoint, for clips set before a model is loaded. */
+export const WHISPER_WINDOW_SECONDS = 30;
 
 export type ClipOrigin =
   | { kind: 'preset'; id: string; which: 'clean' | 'corrupt' }
@@ -19,6 +23,8 @@ export interface LabClip {
   /** What to call the clip ("bat", "recording 1.4 s", a file name). */
   label: string;
   pcm: Int16Array;
+  /** What was repaired when the audio came in (NaN samples, …), shown next to the clip. */
+  notes?: string[];
 }
 
 /** Float samples in [-1, 1] → PCM16 (clipped, rounded). */
@@ -31,7 +37,7 @@ export function toPcm16(samples: Float32Array): Int16Array {
   return out;
 }
 
-/** PCM16 → float samples, x / 32768 (what decodeAudioData gives for a PCM16 WAV). */
+/** PCM16 → float samples, x / 32768 (what models/audio.ts gives for a PCM16 WAV). */
 export function fromPcm16(pcm: Int16Array): Float32Array {
   const out = new Float32Array(pcm.length);
   for (let i = 0; i < pcm.length; i++) out[i] = pcm[i] / 32768;
@@ -84,4 +90,30 @@ export function speechBounds(samples: Float32Array, threshold = 0.02, marginMs =
   if (first < 0) return [0, samples.length];
   const margin = Math.round((marginMs / 1000) * CLIP_RATE);
   return [Math.max(0, first - margin), Math.min(samples.length, last + margin)];
+}
+
+/** What to tell a person about a clip, shown next to it (none of it stops a run). */
+export interface ClipAdvice {
+  /** Silence, clipping, repaired samples. */
+  warnings: string[];
+  /** Set when the clip is longer than the model's window: the model would hear only its start. */
+  tooLong: { seconds: number; window: number } | null;
+}
+
+export function clipAdvice(clip: LabClip, windowSeconds: number): ClipAdvice {
+  const warnings = [...(clip.notes ?? []), ...checkSamples(fromPcm16(clip.pcm), 'This clip')];
+  const seconds = clip.pcm.length / CLIP_RATE;
+  return { warnings, tooLong: clip.pcm.length > Math.round(windowSeconds * CLIP_RATE) ? { seconds, window: windowSeconds } : null };
+}
+
+/**
+ * The part of a clip from `start` to `end` seconds (clamped to the clip), labelled with the
+ * range. A built-in or shared clip becomes the person's own recording once cut.
+ */
+export function trimClip(clip: LabClip, start: number, end: number): LabClip {
+  const a = Math.max(0, Math.min(clip.pcm.length, Math.round(start * CLIP_RATE)));
+  const b = Math.max(a, Math.min(clip.pcm.length, Math.round(end * CLIP_RATE)));
+  const origin = clip.origin.kind === 'file' || clip.origin.kind === 'recording' ? clip.origin : ({ kind: 'recording' } as const);
+  const label = `${clip.label.replace(/ \(trimmed.*\)$/, '')} (trimmed ${(a / CLIP_RATE).toFixed(2)}–${(b / CLIP_RATE).toFixed(2)} s)`;
+  return { origin, label, pcm: clip.pcm.slice(a, b), ...(clip.notes ? { notes: clip.notes } : {}) };
 }

@@ -35,11 +35,11 @@ export function windowSeconds(c: WhisperConfig): number {
   return (2 * c.maxSourcePositions * HOP_LENGTH) / SAMPLE_RATE;
 }
 
-/** Samples at 16 kHz → log-mel for this model's window. */
-export function samplesToMel(samples: Float32Array, c: WhisperConfig, opts: ClipOptions = {}): PreparedClip {
-  const label = opts.label ?? 'the clip';
-  const windowSamples = 2 * c.maxSourcePositions * HOP_LENGTH;
-  if (samples.length === 0) throw new EarshotError(`${label} has no audio samples.`, 'empty-audio');
+/**
+ * Refuses NaN and infinite samples (with the time of the first); returns what a person should
+ * know about the level that does not stop a run: silence, clipping.
+ */
+export function checkSamples(samples: Float32Array, label: string): string[] {
   let peak = 0;
   let clipped = 0;
   for (let i = 0; i < samples.length; i++) {
@@ -52,6 +52,15 @@ export function samplesToMel(samples: Float32Array, c: WhisperConfig, opts: Clip
   const warnings: string[] = [];
   if (peak < SILENT_PEAK) warnings.push(`${label} is silent (peak ${peak === 0 ? '−∞' : (20 * Math.log10(peak)).toFixed(0)} dBFS): the model will hear nothing in it.`);
   else if (clipped > samples.length / 1000) warnings.push(`${label} is clipped (${clipped} samples at full scale): record it a little quieter.`);
+  return warnings;
+}
+
+/** Samples at 16 kHz → log-mel for this model's window. */
+export function samplesToMel(samples: Float32Array, c: WhisperConfig, opts: ClipOptions = {}): PreparedClip {
+  const label = opts.label ?? 'the clip';
+  const windowSamples = 2 * c.maxSourcePositions * HOP_LENGTH;
+  if (samples.length === 0) throw new EarshotError(`${label} has no audio samples.`, 'empty-audio');
+  const warnings = checkSamples(samples, label);
   let trimmed = false;
   if (samples.length > windowSamples) {
     if (!opts.trim) {

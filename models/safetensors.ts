@@ -71,7 +71,14 @@ export class SafeTensors {
     const lengthHigh = view.getUint32(4, true);
     const headerLength = lengthHigh * 2 ** 32 + lengthLow;
     if (headerLength > MAX_HEADER_BYTES) {
-      fail(`safetensors header claims ${headerLength} bytes (limit ${MAX_HEADER_BYTES}); the file is corrupt or not ` +
+      if (lengthLow === 0x04034b50) {
+        // "PK\x03\x04": a zip archive, which is what a PyTorch .bin/.pt checkpoint is.
+        fail('this file is a zip archive (a PyTorch .bin checkpoint?), not safetensors; use the checkpoint\'s ' +
+          'model.safetensors, or convert it with the safetensors library.', 'safetensors/header-too-large');
+      }
+      // Above 2^53 the value is not exact; it only says the first 8 bytes are not a length.
+      const claimed = headerLength > Number.MAX_SAFE_INTEGER ? headerLength.toExponential(2) : String(headerLength);
+      fail(`safetensors header claims ${claimed} bytes (limit ${MAX_HEADER_BYTES}); the file is corrupt or not ` +
         `safetensors — ${RETRY}.`, 'safetensors/header-too-large');
     }
     if (8 + headerLength > bytes.byteLength) {

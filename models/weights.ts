@@ -64,8 +64,48 @@ const OPTIONAL = new Map<string, (c: WhisperConfig) => Shape>([
 ]);
 
 /**
+ * The config.json keys a checkpoint's tensors pin down, read back from the tensors themselves
+ * (only those whose tensors are present). Lets a mismatch be named by its cause
+ * ("config.json says d_model 64, the weights are 32") rather than by its hundred symptoms.
+ */
+function hyperparametersOf(st: SafeTensors): Partial<Record<string, number>> {
+  const shape = (name: string) => (st.has(name) ? st.info(name).shape : null);
+  const out: Partial<Record<string, number>> = {};
+  const conv1 = shape('model.encoder.conv1.weight'); // [d_model, n_mels, 3]
+  if (conv1?.length === 3) [out.d_model, out.num_mel_bins] = conv1;
+  const embed = shape('model.decoder.embed_tokens.weight'); // [vocab, d_model]
+  if (embed?.length === 2) out.vocab_size = embed[0];
+  const source = shape('model.encoder.embed_positions.weight');
+  if (source?.length === 2) out.max_source_positions = source[0];
+  const target = shape('model.decoder.embed_positions.weight');
+  if (target?.length === 2) out.max_target_positions = target[0];
+  for (const stack of ['encoder', 'decoder'] as const) {
+    const blocks = new Set(st.names().map((n) => new RegExp(`^model\\.${stack}\\.layers\\.(\\d+)\\.`).exec(n)?.[1]).filter((b) => b !== undefined));
+    if (blocks.size > 0) out[`${stack}_layers`] = blocks.size;
+    const fc1 = shape(`model.${stack}.layers.0.fc1.weight`); // [ffn, d_model]
+    if (fc1?.length === 2) out[`${stack}_ffn_dim`] = fc1[0];
+  }
+  return out;
+}
+
+const CONFIG_KEYS: Record<string, (c: WhisperConfig) => number> = {
+  d_model: (c) => c.dModel,
+  encoder_layers: (c) => c.encoderLayers,
+  decoder_layers: (c) => c.decoderLayers,
+  vocab_size: (c) => c.vocabSize,
+  num_mel_bins: (c) => c.numMelBins,
+  encoder_ffn_dim: (c) => c.encoderFfnDim,
+  decoder_ffn_dim: (c) => c.decoderFfnDim,
+  max_source_positions: (c) => c.maxSourcePositions,
+  max_target_positions: (c) => c.maxTargetPositions,
+};
+
+const SAME_CHECKPOINT = 'Check that config.json and model.safetensors come from the same Whisper checkpoint.';
+
+/**
  * Checks names and shapes against the config and returns the problems as one
- * readable message (or null). Done before reading any tensor data.
+ * readable message (or null). Done before reading any tensor data. When config.json and the
+ * tensors disagree on a hyperparameter, that is what the message says.
  */
 export function checkCheckpoint(st: SafeTensors, c: WhisperConfig): string | null {
   const expected = expectedTensors(c);
@@ -84,8 +124,15 @@ export function checkCheckpoint(st: SafeTensors, c: WhisperConfig): string | nul
     }
   }
   if (problems.length === 0) return null;
+  const found = hyperparametersOf(st);
+  const causes = Object.entries(CONFIG_KEYS)
+    .filter(([key, of]) => found[key] !== undefined && found[key] !== of(c))
+    .map(([key, of]) => `${key} ${of(c)} where the weights have ${found[key]}`);
+  if (causes.length > 0) {
+    return `config.json does not describe these weights: it says ${causes.slice(0, 3).join(', ')}${causes.length > 3 ? `, and ${causes.length - 3} more` : ''}. ${SAME_CHECKPOINT}`;
+  }
   const shown = problems.slice(0, 4).join('; ') + (problems.length > 4 ? `; and ${problems.length - 4} more` : '');
-  return `The weights do not match config.json (${shown}). Check that config.json and model.safetensors come from the same Whisper checkpoint.`;
+  return `The weights do not match config.json (${shown}). ${SAME_CHECKPOINT}`;
 }
 
 export interface Weights {

@@ -3,12 +3,13 @@
  * and one readable line (never a stack trace) for bad input.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SafeTensors } from '../../models/safetensors.ts';
+import { hostileCheckpoints } from '../../tests/util/hostile-checkpoints.ts';
 
 const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -124,4 +125,26 @@ describe('earshot CLI', () => {
     const outcomes = await Promise.all(cases.map(([args]) => earshot(...args)));
     outcomes.forEach((o, i) => expectOneLineError(o, cases[i][1]));
   });
+
+  it('refuses every hostile checkpoint with its one sentence (tests/util/hostile-checkpoints.ts)', async () => {
+    const hostile = hostileCheckpoints();
+    const dirs = await Promise.all(hostile.map(async (c, i) => {
+      const dir = join(scratch, `hostile-${i}`);
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, 'config.json'), c.config);
+      await writeFile(join(dir, 'model.safetensors'), c.safetensors);
+      if (c.tokenizer) await writeFile(join(dir, 'tokenizer.json'), c.tokenizer);
+      return dir;
+    }));
+    // A few processes at a time: each is a full tsx start on a shared machine.
+    const outcomes: Outcome[] = [];
+    for (let i = 0; i < dirs.length; i += 4) {
+      outcomes.push(...(await Promise.all(dirs.slice(i, i + 4).map((dir) => earshot('transcribe', '--model', dir, '--audio', join(MICRO, 'clean.wav'))))));
+    }
+    outcomes.forEach((o, i) => {
+      expectOneLineError(o, /./);
+      expect(o.stderr.trim(), hostile[i].name).toBe(`earshot: ${hostile[i].message}`);
+      expect(o.stdout).toBe('');
+    });
+  }, 600_000);
 });

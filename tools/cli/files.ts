@@ -5,16 +5,14 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EarshotError } from '../../models/errors.ts';
+import { MAX_AUDIO_BYTES } from '../../models/limits.ts';
 import type { CheckpointFiles } from '../../models/load.ts';
 
 /** Larger than any Whisper checkpoint we run in a browser (large-v3 is ~3 GB in f16). */
 const MAX_FILE_BYTES = 4 * 1024 ** 3;
 
-/**
- * Audio files past this are refused before reading: the model hears 30 s at a time, and
- * 256 MB is over 20 minutes of 48 kHz stereo 16-bit audio.
- */
-export const MAX_AUDIO_BYTES = 256 * 1024 ** 2;
+/** Audio files past this are refused before reading (the page uses the same limit). */
+export { MAX_AUDIO_BYTES };
 
 export async function readBytes(path: string, what: string, maxBytes = MAX_FILE_BYTES): Promise<Uint8Array> {
   let size: number;
