@@ -39,7 +39,8 @@ const page: Directives = {
   // rules at run time. Styles cannot run code, and with img-src/font-src/connect-src closed to
   // other hosts a style has nowhere to send anything.
   'style-src': ["'self'", "'unsafe-inline'"],
-  // data: for the favicon and plotly's heatmap images and PNG export; blob: for exported images.
+  // data: for the favicon and plotly's heatmap images; blob: for plotly's PNG export, which draws
+  // the chart's SVG as an image from a Blob URL (without it the download never comes).
   'img-src': ["'self'", 'data:', 'blob:'],
   // Clips play from Blob URLs; the built-in pairs' WAVs come from this site.
   'media-src': ["'self'", 'blob:'],

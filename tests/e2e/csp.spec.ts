@@ -149,6 +149,14 @@ test('WASM: a built-in pair runs in threads and all its charts draw, with no vio
   for (const chart of ['encoder-heatmap', 'decoder-heatmap', 'per-layer', 'grounding', 'listen-vs-guess', 'lens', 'cross-attention', 'attribution']) {
     await expect(page.getByTestId(`chart-${chart}`)).toHaveAttribute('data-drawn', 'true');
   }
+  // The mode bar's image exports (plotly renders them through data: and blob: images).
+  const chart = page.getByTestId('chart-encoder-heatmap');
+  await chart.hover();
+  for (const [title, type] of [['Download plot as a PNG', 'png'], ['Download plot as SVG', 'svg']]) {
+    const [download] = await Promise.all([page.waitForEvent('download'), chart.locator(`.modebar-btn[data-title="${title}"]`).click()]);
+    expect(download.suggestedFilename()).toBe(`earshot-encoder-heatmap.${type}`);
+    expect(readFileSync((await download.path())!).length).toBeGreaterThan(1000);
+  }
   expect(await csp.violations()).toEqual([]);
   expect(pageErrors).toEqual([]);
   // The threaded WASM build ran: its pthread workers are Blob URLs (why the worker policy has blob:) ...
