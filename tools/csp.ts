@@ -35,9 +35,11 @@ const page: Directives = {
   // 'wasm-unsafe-eval' lets WebAssembly compile (tfjs-backend-wasm, onnxruntime-web); it allows
   // nothing for JavaScript. Never 'unsafe-eval'.
   'script-src': ["'self'", "'wasm-unsafe-eval'"],
-  // Inline styles only: Svelte writes style="" attributes and plotly.js inserts its own <style>
-  // rules at run time. Styles cannot run code, and with img-src/font-src/connect-src closed to
-  // other hosts a style has nowhere to send anything.
+  // Inline styles (never inline scripts): plotly.js sets style="" attributes on its SVG and inserts
+  // its own <style> rules at run time; without 'unsafe-inline' the charts draw unstyled and Chromium
+  // reports style-src-attr and style-src-elem violations from plotly.min.js. Styles cannot run
+  // code, and with img-src/font-src/connect-src closed to other hosts a style has nowhere to send
+  // anything.
   'style-src': ["'self'", "'unsafe-inline'"],
   // data: for the favicon and plotly's heatmap images; blob: for plotly's PNG export, which draws
   // the chart's SVG as an image from a Blob URL (without it the download never comes).
