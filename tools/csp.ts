@@ -13,7 +13,8 @@
  *   pthread worker from a Blob URL of its worker source and has it `importScripts` a Blob of the
  *   Emscripten factory (tf-backend-wasm's `locateFile` / `mainScriptUrlOrBlob`); those Blobs are
  *   made by the library itself, from its own code, inside the worker. Blob workers inherit the
- *   engine worker's policy, so they get the same connect-src and no eval either.
+ *   engine worker's policy, so they get the same connect-src and no eval either. Without blob: in
+ *   either directive the WASM backend never starts (tried: the csp.spec WASM test then times out).
  *
  * The dev server sends no CSP: Vite's HMR client and its inline module preloads need more.
  */
@@ -32,8 +33,8 @@ type Directives = Record<string, readonly string[]>;
 
 const page: Directives = {
   'default-src': ["'none'"],
-  // 'wasm-unsafe-eval' lets WebAssembly compile (tfjs-backend-wasm, onnxruntime-web); it allows
-  // nothing for JavaScript. Never 'unsafe-eval'.
+  // 'wasm-unsafe-eval' lets WebAssembly compile (tfjs-backend-wasm, onnxruntime-web; without it
+  // the WASM backend never starts); it allows nothing for JavaScript. Never 'unsafe-eval'.
   'script-src': ["'self'", "'wasm-unsafe-eval'"],
   // Inline styles (never inline scripts): plotly.js sets style="" attributes on its SVG and inserts
   // its own <style> rules at run time; without 'unsafe-inline' the charts draw unstyled and Chromium
