@@ -3,6 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { svelte } from '@sveltejs/vite-plugin-svelte';
 import { defineConfig, type Connect, type Plugin } from 'vite';
+import { DOCUMENT_CSP, ISOLATION_HEADERS, cspForPath, staticHostHeaders } from './tools/csp.ts';
 
 const repoRoot = dirname(fileURLToPath(import.meta.url));
 
@@ -12,10 +13,7 @@ const repoRoot = dirname(fileURLToPath(import.meta.url));
  * CORS mode and the hub (and the CDN it redirects to) answer with
  * `Access-Control-Allow-Origin: *`, which satisfies COEP without a CORP header.
  */
-const isolationHeaders = {
-  'Cross-Origin-Opener-Policy': 'same-origin',
-  'Cross-Origin-Embedder-Policy': 'require-corp',
-};
+const isolationHeaders = ISOLATION_HEADERS;
 
 /**
  * Files the site serves that live elsewhere in the repo: the random-weight demo model.
@@ -86,12 +84,45 @@ function demoAssets(): Plugin {
   };
 }
 
+/**
+ * The Content-Security-Policy (tools/csp.ts): a header from `vite preview` on every response (the
+ * page's policy on pages, the workers' on scripts: a <meta> policy does not reach a worker), a
+ * <meta> tag in the built index.html, and dist/_headers for static hosts. The dev server sends
+ * none: Vite's HMR client and dev-time inline scripts would need a looser policy.
+ */
+function securityHeaders(): Plugin[] {
+  return [
+    {
+      name: 'earshot-csp-build',
+      apply: 'build',
+      // Right after <meta charset>: a <meta> policy governs only what comes after it.
+      transformIndexHtml(html) {
+        const charset = /<meta charset="utf-8" \/>/;
+        if (!charset.test(html) || /["&<>]/.test(DOCUMENT_CSP)) throw new Error('index.html: cannot place the Content-Security-Policy <meta> tag');
+        return html.replace(charset, (m) => `${m}\n    <meta http-equiv="Content-Security-Policy" content="${DOCUMENT_CSP}" />`);
+      },
+      generateBundle() {
+        this.emitFile({ type: 'asset', fileName: '_headers', source: staticHostHeaders() });
+      },
+    },
+    {
+      name: 'earshot-csp-preview',
+      configurePreviewServer(server) {
+        server.middlewares.use((req, res, next) => {
+          res.setHeader('Content-Security-Policy', cspForPath(req.url ?? '/'));
+          next();
+        });
+      },
+    },
+  ];
+}
+
 export default defineConfig({
   root: resolve(repoRoot, 'app'),
   // Relative asset URLs: the built site works from any static server and any sub-path.
   base: './',
   // No svelte.config.js: Svelte 5 compiles <script lang="ts"> itself, no preprocessors needed.
-  plugins: [svelte({ configFile: false }), demoAssets()],
+  plugins: [svelte({ configFile: false }), demoAssets(), securityHeaders()],
   build: {
     outDir: resolve(repoRoot, 'dist'),
     emptyOutDir: true,

@@ -3,7 +3,7 @@
  * SweepSpec (lab/spec.ts). Plain data with a zod schema, so settings persist in IndexedDB
  * and travel in share URLs unchanged.
  */
-import { z } from 'zod';
+import { z } from '../models/zod.ts';
 import { defaultSource, type Metric, type Source, type SweepSpec } from '../lab/spec.ts';
 
 export const COMPONENTS = ['resid_pre', 'attn_out', 'cross_attn_out', 'mlp_out', 'resid_post', 'attn_z', 'cross_z'] as const;

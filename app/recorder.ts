@@ -6,29 +6,9 @@
 import { EarshotError } from '../models/errors.ts';
 import { CLIP_RATE } from './clip.ts';
 
-// Inline so the built site needs no extra file; a Blob URL is same-origin (fine under COEP).
-const WORKLET = `
-class Tap extends AudioWorkletProcessor {
-  constructor() {
-    super();
-    this.buffer = new Float32Array(2048);
-    this.used = 0;
-  }
-  process(inputs) {
-    const ch = inputs[0] && inputs[0][0];
-    if (!ch) return true;
-    // Hand over ~40 ms at a time, not every 128-sample render quantum.
-    if (this.used + ch.length > this.buffer.length) {
-      this.port.postMessage(this.buffer.slice(0, this.used));
-      this.used = 0;
-    }
-    this.buffer.set(ch, this.used);
-    this.used += ch.length;
-    return true;
-  }
-}
-registerProcessor('earshot-tap', Tap);
-`;
+// A file of its own, emitted as is (never inlined as a data: URL): the Content-Security-Policy
+// allows scripts from this site only, no Blob or data: URLs.
+import tapWorkletUrl from './tap-worklet.js?url&no-inline';
 
 export interface Recording {
   /** Stops and returns 16 kHz mono samples. */
@@ -53,11 +33,12 @@ export async function startRecording(onLevel: (rms: number, seconds: number) => 
     );
   }
   const context = new AudioContext();
-  const url = URL.createObjectURL(new Blob([WORKLET], { type: 'text/javascript' }));
   try {
-    await context.audioWorklet.addModule(url);
-  } finally {
-    URL.revokeObjectURL(url);
+    await context.audioWorklet.addModule(tapWorkletUrl);
+  } catch (e) {
+    stream.getTracks().forEach((t) => t.stop());
+    void context.close();
+    throw new EarshotError(`The recorder could not start (${e instanceof Error ? e.message : String(e)}); reload the page and try again, or choose an audio file.`, 'no-mic');
   }
   const source = context.createMediaStreamSource(stream);
   const tap = new AudioWorkletNode(context, 'earshot-tap');

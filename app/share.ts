@@ -10,7 +10,7 @@
  * import this file in Node.
  */
 import { Inflate, deflateSync } from 'fflate';
-import { z } from 'zod';
+import { z } from '../models/zod.ts';
 import { CLIP_RATE, type LabClip } from './clip.ts';
 import { SettingsSchema, type Settings } from './experiment.ts';
 import { pairPreset } from './presets.ts';

@@ -3,7 +3,7 @@
  * closure), so it crosses the worker boundary and the share URL unchanged. The zod
  * schemas validate anything that arrives from outside (URL, file, message).
  */
-import { z } from 'zod';
+import { z } from '../models/zod.ts';
 
 /** denoise: run corrupted, patch in clean (sufficiency). noise: run clean, patch in corrupted (necessity). */
 export type Direction = 'denoise' | 'noise';

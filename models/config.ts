@@ -5,7 +5,7 @@
  * forced_decoder_ids, …) are ignored here. Structural keys are required rather than defaulted:
  * a config missing `d_model` should fail loudly, not silently become whisper-tiny.
  */
-import { z } from 'zod';
+import { z } from './zod.ts';
 import { EarshotError, describeValue } from './errors.ts';
 
 export interface WhisperConfig {
