@@ -12,7 +12,8 @@ import { chooseBrowserBackend, initBackend, type BackendName } from '../models/b
 import { samplesToMel, windowSeconds } from '../models/clip.ts';
 import { greedyDecode } from '../models/decode.ts';
 import { EarshotError } from '../models/errors.ts';
-import { loadCheckpoint, type LoadedModel } from '../models/load.ts';
+import { fallBackToWasm, watchDevice } from '../models/device-loss.ts';
+import { loadCheckpoint, type CheckpointFiles, type LoadedModel } from '../models/load.ts';
 import { throwIfAborted } from './fetch-file.ts';
 import type {
   BackendReport,
@@ -30,7 +31,8 @@ import { gatherCheckpoint } from './sources.ts';
 const scope = self as unknown as DedicatedWorkerGlobalScope;
 
 let backend: BackendReport | null = null;
-let current: { loaded: LoadedModel; info: ModelInfo } | null = null;
+/** `files`: the checkpoint's bytes, kept on WebGPU so a lost device can be survived without a download. */
+let current: { loaded: LoadedModel; info: ModelInfo; files?: CheckpointFiles } | null = null;
 
 /** Abort handles of queued and running requests, by id. */
 const controllers = new Map<number, AbortController>();
@@ -53,6 +55,7 @@ async function run(request: Exclude<EngineRequest, { kind: 'cancel' }>, signal: 
   const progress = (p: ProgressPayload) => post({ kind: 'progress', id: request.id, payload: p });
   try {
     throwIfAborted(signal);
+    if (request.kind !== 'init') await recoverIfDeviceLost(progress);
     switch (request.kind) {
       case 'init':
         post({ kind: 'result', id: request.id, payload: await ensureBackend(request.payload.backend) });
@@ -83,7 +86,7 @@ async function run(request: Exclude<EngineRequest, { kind: 'cancel' }>, signal: 
         post({ kind: 'result', id: request.id, payload: await lab.setTarget(loadedModel(), request.payload) });
         return;
       case 'sweep':
-        post({ kind: 'result', id: request.id, payload: await lab.sweep(loadedModel(), request.payload, signal, progress) });
+        post({ kind: 'result', id: request.id, payload: await lab.sweep(loadedModel(), request.payload, signal, progress, { rebuild: rebuildOnWasm, wasm: wasmOptions() }) });
         return;
       case 'grounding':
         post({ kind: 'result', id: request.id, payload: await lab.grounding(loadedModel(), request.payload) });
@@ -118,6 +121,7 @@ async function ensureBackend(override?: BackendName): Promise<BackendReport> {
   try {
     const info = await initBackend(choice.name, wasmOptions());
     backend = { name: choice.name, reason: choice.reason, detail: info.reason ?? choice.name, crossOriginIsolated: scope.crossOriginIsolated };
+    watchDevice(); // from now on, a lost WebGPU device is noticed (models/device-loss.ts)
   } catch (e) {
     if (choice.name === 'wasm') throw e;
     // A forced or detected WebGPU that will not start: say so and run on WASM.
@@ -177,11 +181,51 @@ async function loadModel(
     fromCache: gathered.fromCache,
     loadMs: performance.now() - started,
   };
+  if (gathered.cacheError) info.cacheError = gathered.cacheError;
   // Swap only once the new model works, so a failed load leaves the old one usable.
   lab.forgetPair();
   current?.loaded.model.dispose();
-  current = { loaded, info };
+  current = { loaded, info, files: backend?.name === 'webgpu' ? gathered.files : undefined };
   return info;
+}
+
+/**
+ * After the WebGPU device was lost: wasm becomes the backend and the model is built again
+ * there from the bytes kept at load (no download). The pair is rebuilt by the caller.
+ */
+async function rebuildOnWasm(reason: string): Promise<{ loaded: LoadedModel | null; backend: BackendReport }> {
+  const info = await fallBackToWasm(wasmOptions());
+  backend = {
+    name: 'wasm',
+    reason: `the WebGPU device was lost (${reason.replace(/\.$/, '')}); switched to WASM, which is slower`,
+    detail: info.reason ?? 'wasm',
+    crossOriginIsolated: scope.crossOriginIsolated,
+  };
+  if (!current?.files) {
+    // Nothing to rebuild from (no model yet): the next load happens on wasm.
+    if (current) {
+      lab.forgetPair();
+      current = null;
+    }
+    return { loaded: null, backend };
+  }
+  const loaded = await loadCheckpoint(current.files);
+  try {
+    current.loaded.model.dispose();
+  } catch {
+    // Tensors of the lost device.
+  }
+  current = { loaded, info: current.info };
+  return { loaded, backend };
+}
+
+/** A device lost between requests: move to wasm (model and pair rebuilt) before this request runs. */
+async function recoverIfDeviceLost(progress: (p: ProgressPayload) => void): Promise<void> {
+  const watch = watchDevice();
+  if (!watch?.lost) return;
+  const { loaded, backend: report } = await rebuildOnWasm(watch.reason ?? 'lost');
+  if (loaded) await lab.rebuildPair(loaded);
+  progress({ done: 0, total: 0, stage: 'The GPU was lost: continuing on WASM', backend: report });
 }
 
 function loadedModel(): LoadedModel {
