@@ -117,7 +117,7 @@ export class EngineClient {
     // only the first, from the current worker, restarts it.
     worker.onerror = (event: ErrorEvent) => {
       event.preventDefault();
-      if (this.#worker === worker) this.#restart(event.message || 'the worker script failed to run');
+      if (this.#worker === worker) this.#restart(event.message?.replace(/^Uncaught (?:\w*Error: )?/, '') || 'the worker script failed to run');
     };
     worker.onmessageerror = () => {
       if (this.#worker === worker) this.#restart('a message from the worker could not be read');

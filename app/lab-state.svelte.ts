@@ -335,6 +335,10 @@ export class LabState {
       finishedAt: 0,
       partial: true,
     };
+    // A run that fails or is cancelled before its first step finishes leaves the last
+    // finished results in place rather than an empty chart.
+    const previous = this.results && !this.results.partial ? this.results : null;
+    let finishedSteps = 0;
     this.results = results;
     this.streaming = [];
     this.error = null;
@@ -383,6 +387,7 @@ export class LabState {
         if (this.#cancelledRun === token) throw new EngineError('The run was cancelled.', 'cancelled');
         this.running = { stage: steps[i].stage, done: 0, total: 0, step: i + 1, steps: steps.length };
         await steps[i].go();
+        finishedSteps++;
         // Each finished step is saved at once: a reload or a crash keeps it.
         if (token === this.#runToken) this.#persist();
       }
@@ -391,7 +396,8 @@ export class LabState {
       if (token === this.#runToken) {
         if (isCancelled(e)) this.notice = 'The run was cancelled; the charts show what finished before.';
         else this.error = messageOf(e);
-        set({ finishedAt: Date.now() });
+        if (finishedSteps === 0 && previous) this.results = previous;
+        else set({ finishedAt: Date.now() });
       }
     } finally {
       if (token === this.#runToken) {

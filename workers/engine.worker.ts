@@ -26,6 +26,7 @@ import type {
   Transcript,
 } from './protocol.ts';
 import * as lab from './lab-requests.ts';
+import { isOutOfMemory } from '../lab/sweep.ts';
 import { gatherCheckpoint } from './sources.ts';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
@@ -112,6 +113,7 @@ async function run(request: Exclude<EngineRequest, { kind: 'cancel' }>, signal: 
     }
   } catch (e) {
     post({ kind: 'error', id: request.id, payload: toErrorPayload(e, request.kind) });
+    if (isWasmAbort(e)) restartAfterAbort();
   }
 }
 
@@ -270,8 +272,27 @@ async function transcribe(
 }
 
 /** Any failure → one line for the UI. EarshotErrors already are; anything else gets context. */
+/**
+ * tfjs-wasm aborts its module when the heap cannot grow (out of memory; measured: a sweep
+ * with a huge batch on a whisper-tiny-shaped model, "Aborted()" at ~4 GB), and every later
+ * op fails the same way. Only a fresh worker has a working module again.
+ */
+function isWasmAbort(e: unknown): boolean {
+  return e instanceof Error && e.name === 'RuntimeError' && /^Aborted\(/.test(e.message);
+}
+
+const WASM_ABORTED = 'The engine ran out of memory (its WASM heap could not grow); try fewer positions or a smaller model.';
+
+/** An uncaught error makes the page restart this worker (app/engine-client.svelte.ts). */
+function restartAfterAbort(): void {
+  setTimeout(() => {
+    throw new Error('it ran out of memory: its WASM heap could not grow; try fewer positions or a smaller model');
+  });
+}
+
 function toErrorPayload(e: unknown, kind: EngineRequest['kind']): ErrorPayload {
   if (e instanceof EarshotError) return { message: e.message, code: e.code ?? 'error' };
+  if (isWasmAbort(e)) return { message: WASM_ABORTED, code: 'out-of-memory' };
   const detail = firstLine(e instanceof Error ? e.message : String(e));
   const doing: Record<EngineRequest['kind'], string> = {
     init: 'starting the engine',
@@ -291,6 +312,7 @@ function toErrorPayload(e: unknown, kind: EngineRequest['kind']): ErrorPayload {
     attention: 'reading cross-attention',
   };
   const what = doing[kind];
+  if (isOutOfMemory(e)) return { message: `The engine ran out of memory while ${what}; try fewer positions or a smaller model.`, code: 'out-of-memory' };
   console.error(`Earshot engine: unexpected failure while ${what}`, e);
   return { message: `Something went wrong while ${what}: ${detail}. Try again; if it keeps happening, reload the page.`, code: 'internal' };
 }

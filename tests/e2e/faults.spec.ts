@@ -224,6 +224,61 @@ test('the engine worker crashing mid-run: restarted, clips and finished results 
   expect(pageErrors).toEqual([]);
 });
 
+test('WASM heap exhausted: one sentence, nothing corrupted, and the same run completes once memory is back', async ({ page }) => {
+  const pageErrors = watchPageErrors(page);
+  await page.goto('./');
+  await smallExperiment(page);
+  await page.getByTestId('run').click();
+  await waitForFinished(page);
+  const before = await pageSweep(page);
+
+  // A real heap exhaustion inside the engine: take every byte tfjs-wasm's heap can grow to.
+  // (The threaded build's malloc then returns 0, which tfjs would use as an address.)
+  const engine = await engineWorker(page);
+  const taken = await engine.evaluate(() => {
+    const wasm = (globalThis as unknown as { _tfengine: { backend: { wasm: { _malloc: (n: number) => number } } } })._tfengine.backend.wasm;
+    const hog: number[] = [];
+    (globalThis as unknown as { hog: number[] }).hog = hog;
+    let last = '';
+    for (const size of [2 ** 28, 2 ** 24, 2 ** 20, 2 ** 16, 2 ** 12, 2 ** 8, 16]) {
+      for (;;) {
+        try {
+          const p = wasm._malloc(size);
+          if (p === 0) throw new Error('malloc returned 0');
+          hog.push(p);
+        } catch (e) {
+          last = String(e);
+          break;
+        }
+      }
+    }
+    return { blocks: hog.length, last };
+  });
+  expect(taken.last).toContain('Out of memory: the WASM heap could not grow');
+  await page.getByTestId('run').click();
+  const banner = page.getByRole('alert');
+  await expect(banner).toContainText(/ran out of memory|Not enough memory/);
+  await expect(banner).toContainText('try fewer positions or a smaller model');
+  await expect(banner).not.toContainText('Something went wrong');
+  await expect(page.getByTestId('run-progress')).toHaveCount(0);
+  // The failed run finished no step: the last finished results stay on the page.
+  await expect(page.getByTestId('results')).toHaveAttribute('data-partial', 'false');
+  expect(await pageSweep(page)).toEqual(before);
+  await page.screenshot({ path: `${SCREENSHOTS}/faults-5-wasm-oom.png`, fullPage: true });
+
+  // Memory back: the same engine, model and pair run the experiment again, with the same numbers.
+  await engine.evaluate(() => {
+    const wasm = (globalThis as unknown as { _tfengine: { backend: { wasm: { _free: (p: number) => void } } } })._tfengine.backend.wasm;
+    for (const p of (globalThis as unknown as { hog: number[] }).hog) wasm._free(p);
+  });
+  await page.getByTestId('run').click();
+  await waitForFinished(page);
+  await expect(banner).toHaveCount(0);
+  const after = await pageSweep(page);
+  after.results.forEach((r, i) => expect(Math.abs(num(r.value) - num(before.results[i].value))).toBeLessThan(1e-5));
+  expect(pageErrors).toEqual([]);
+});
+
 test('a cancelled download leaves nothing in Cache Storage; a full quota still loads the model and says it was not cached', async ({ page, context }) => {
   const pageErrors = watchPageErrors(page);
   const repo = 'earshot-e2e/whisper-quota';
