@@ -344,12 +344,13 @@ export class LabState {
     this.error = null;
     this.notice = null;
     type Step = { stage: string; go: () => Promise<void> };
-    let savedAt = Date.now();
+    let savedAt = 0;
     const onProgress = (p: ProgressPayload) => {
       if (token !== this.#runToken || !this.running) return;
       if (p.results?.length) {
         this.streaming = [...this.streaming, ...p.results];
-        // The first sweep's partial heatmap survives a reload too (saved every few seconds).
+        // The first sweep's partial heatmap survives a reload too (saved at its first results,
+        // then every few seconds).
         if (!this.results?.bins && Date.now() - savedAt > STREAM_SAVE_MS) {
           savedAt = Date.now();
           this.#persist();

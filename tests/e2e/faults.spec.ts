@@ -178,6 +178,57 @@ test('a reload mid-run keeps the clips, settings, target and finished steps, and
   expect(pageErrors).toEqual([]);
 });
 
+test('a reload during the first sweep keeps the part of it that streamed', async ({ page }) => {
+  const pageErrors = watchPageErrors(page);
+  await page.goto('./');
+  await smallExperiment(page);
+  // The first sweep streams its batches, but its answer never arrives: the run stays in step 1.
+  await (await engineWorker(page)).evaluate(() => {
+    const scope = self as unknown as { postMessage: (m: unknown, t?: Transferable[]) => void };
+    const post = scope.postMessage.bind(scope);
+    scope.postMessage = (m: unknown, t?: Transferable[]) => {
+      const msg = m as { kind: string; payload?: { cost?: unknown } };
+      if (msg.kind === 'result' && msg.payload?.cost) return;
+      post(m, t);
+    };
+  });
+  await page.getByTestId('run').click();
+  await expect(page.getByTestId('run-progress')).toContainText('Step 1 of');
+  await expect(page.getByTestId('chart-encoder-heatmap')).toHaveAttribute('data-drawn', 'true');
+  await expect.poll(async () => ((await savedResults(page)) as { streamed?: unknown[] } | null)?.streamed?.length ?? 0).toBeGreaterThan(0);
+
+  await page.reload();
+  await expect(page.getByTestId('interrupted')).toContainText('This run was interrupted');
+  await expect(page.getByTestId('chart-encoder-heatmap')).toHaveAttribute('data-drawn', 'true');
+  const shown = JSON.parse((await page.getByTestId('chart-encoder-heatmap').getAttribute('data-values')) ?? '{}') as Record<string, unknown[]>;
+  expect(Object.values(shown).flat().length).toBeGreaterThan(0);
+  await expect(page.getByTestId('target-summary')).toBeVisible({ timeout: 60_000 });
+  await page.getByTestId('run-again').click();
+  await waitForFinished(page);
+  expect(pageErrors).toEqual([]);
+});
+
+test('WebGPU device lost between requests: the next request moves to WASM first, and a run finishes', async ({ page }) => {
+  const pageErrors = watchPageErrors(page);
+  await page.goto('./?backend=webgpu');
+  await expect(page.getByTestId('backend-badge')).toHaveAttribute('data-backend', 'webgpu');
+  await smallExperiment(page);
+  await (await engineWorker(page)).evaluate(() => (globalThis as unknown as { _tfengine: { backend: { device: GPUDevice } } })._tfengine.backend.device.destroy());
+  // Another pair: transcribing and preparing it is the first work after the loss.
+  await page.getByTestId('pair-pin-bin').click();
+  await expect(page.getByTestId('clip-label-clean')).toHaveText('pin');
+  await expect(page.getByTestId('target-summary')).toBeVisible({ timeout: 60_000 });
+  await expect(page.getByTestId('backend-badge')).toHaveAttribute('data-backend', 'wasm');
+  await expect(page.getByTestId('tokens-clean').locator('li').first()).toBeVisible();
+  await page.getByTestId('run').click();
+  await waitForFinished(page);
+  await expect(page.getByTestId('backend-badge')).toHaveAttribute('data-backend', 'wasm');
+  await expect(page.getByRole('status')).toContainText('The WebGPU device was lost');
+  await expect(page.getByRole('alert')).toHaveCount(0);
+  expect((await pageSweep(page)).results.every((r) => Number.isFinite(num(r.value)))).toBe(true);
+  expect(pageErrors).toEqual([]);
+});
+
 test('the engine worker crashing mid-run: restarted, clips and finished results kept, a new run completes', async ({ page }) => {
   const pageErrors = watchPageErrors(page);
   await page.goto('./');
