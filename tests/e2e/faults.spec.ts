@@ -220,10 +220,10 @@ test('WebGPU device lost between requests: the next request moves to WASM first,
   await expect(page.getByTestId('target-summary')).toBeVisible({ timeout: 60_000 });
   await expect(page.getByTestId('backend-badge')).toHaveAttribute('data-backend', 'wasm');
   await expect(page.getByTestId('tokens-clean').locator('li').first()).toBeVisible();
+  await expect(page.getByRole('status')).toContainText('The WebGPU device was lost');
   await page.getByTestId('run').click();
   await waitForFinished(page);
   await expect(page.getByTestId('backend-badge')).toHaveAttribute('data-backend', 'wasm');
-  await expect(page.getByRole('status')).toContainText('The WebGPU device was lost');
   await expect(page.getByRole('alert')).toHaveCount(0);
   expect((await pageSweep(page)).results.every((r) => Number.isFinite(num(r.value)))).toBe(true);
   expect(pageErrors).toEqual([]);
