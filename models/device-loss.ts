@@ -10,8 +10,9 @@
  *    when the device is lost during a batch, discards that batch's results, falls back,
  *    lets the caller rebuild its state on wasm (`recover`: reload the weights, re-run the
  *    base runs) and runs the same batch again. Finished batches are kept.
- * The lab's sweep uses it by running its variants in chunks (PatchLab.runVariants per chunk);
- * tests/device-loss.browser.test.ts destroys the device in the middle of one.
+ * The engine worker's sweep uses it through lab/sweep.ts sweepInChunks (one chunk per planned
+ * batch; workers/lab-requests.ts); tests/device-loss.browser.test.ts destroys the device in the
+ * middle of a chunk, tests/e2e/faults.spec.ts in the middle of a sweep in the app.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendInfo, type InitBackendOptions } from './backend.ts';

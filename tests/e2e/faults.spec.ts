@@ -1,8 +1,11 @@
 /**
  * Faults, end to end in Chromium, each injected into the real engine worker (page.workers()):
- * the WebGPU device destroyed mid-sweep, the worker crashing mid-run, a reload mid-run, a
- * cancelled hub download, a full Cache Storage quota and a failing IndexedDB. In each, the
- * app recovers and what the user made (clips, settings, target, finished results) survives.
+ * the WebGPU device destroyed mid-sweep and between requests, a reload mid-run (after a
+ * finished step, and during the first sweep), the worker crashing mid-sweep, the WASM heap
+ * really exhausted, a cancelled hub download, a full Cache Storage quota and IndexedDB refusing
+ * writes. In each, the app recovers and what the user made (clips, settings, target, finished
+ * results) survives. The timing hooks patch the worker's postMessage: they decide WHEN a fault
+ * strikes (mid-sweep, after step 1), never what the engine computes.
  *
  * Screenshots land in test-results/screenshots/faults-*.png.
  */
@@ -83,14 +86,18 @@ test('WebGPU device lost mid-sweep: the run finishes on WASM, says why once, and
   const engine = await engineWorker(page);
   expect(await engine.evaluate(() => (globalThis as unknown as { _tfengine: { backendName: string } })._tfengine.backendName)).toBe('webgpu');
   await engine.evaluate(() => {
-    const g = globalThis as unknown as { _tfengine: { backend: { device: GPUDevice } }; lostAt?: { done: number; total: number } };
+    const g = globalThis as unknown as { _tfengine: { backend: { device: GPUDevice } }; lostAt?: { done: number; total: number }; streamedAfter: number };
+    g.streamedAfter = 0;
     const scope = self as unknown as { postMessage: (m: unknown, t?: Transferable[]) => void };
     const post = scope.postMessage.bind(scope);
     scope.postMessage = (m: unknown, t?: Transferable[]) => {
       const p = (m as { kind: string; payload: { results?: unknown[]; done: number; total: number } }).payload;
-      if (!g.lostAt && (m as { kind: string }).kind === 'progress' && p.results?.length) {
-        g.lostAt = { done: p.done, total: p.total };
-        g._tfengine.backend.device.destroy();
+      if ((m as { kind: string }).kind === 'progress' && p.results?.length) {
+        if (g.lostAt) g.streamedAfter++;
+        else {
+          g.lostAt = { done: p.done, total: p.total };
+          g._tfengine.backend.device.destroy();
+        }
       }
       post(m, t);
     };
@@ -100,6 +107,8 @@ test('WebGPU device lost mid-sweep: the run finishes on WASM, says why once, and
   const lostAt = await engine.evaluate(() => (globalThis as unknown as { lostAt?: { done: number; total: number } }).lostAt);
   expect(lostAt, 'the device was destroyed during the sweep').toBeTruthy();
   expect(lostAt!.done).toBeLessThan(lostAt!.total);
+  // The sweep kept streaming its results after the loss (now from WASM).
+  expect(await engine.evaluate(() => (globalThis as unknown as { streamedAfter: number }).streamedAfter)).toBeGreaterThan(0);
 
   await expect(badge).toHaveAttribute('data-backend', 'wasm');
   await expect(page.getByTestId('backend-reason')).toContainText('WebGPU device was lost');
