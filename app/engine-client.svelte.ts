@@ -47,6 +47,8 @@ export interface EngineClientOptions {
   backend?: BackendName;
   /** Called after the worker died and was started again; the model must be loaded anew. */
   onRestart?: (message: string) => void;
+  /** Called when the engine changed backend by itself (the WebGPU device was lost: now wasm). */
+  onBackendChange?: (report: BackendReport) => void;
 }
 
 /** More restarts than this within RESTART_WINDOW_MS means the engine cannot start at all. */
@@ -115,7 +117,7 @@ export class EngineClient {
     // only the first, from the current worker, restarts it.
     worker.onerror = (event: ErrorEvent) => {
       event.preventDefault();
-      if (this.#worker === worker) this.#restart(event.message || 'the worker script failed to run');
+      if (this.#worker === worker) this.#restart(event.message?.replace(/^Uncaught (?:\w*Error: )?/, '') || 'the worker script failed to run');
     };
     worker.onmessageerror = () => {
       if (this.#worker === worker) this.#restart('a message from the worker could not be read');
@@ -194,6 +196,10 @@ export class EngineClient {
     if (!pending) return;
     switch (message.kind) {
       case 'progress':
+        if (message.payload.backend) {
+          this.backend = message.payload.backend;
+          this.#options.onBackendChange?.(message.payload.backend);
+        }
         pending.onProgress?.(message.payload);
         return;
       case 'result':

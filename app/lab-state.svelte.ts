@@ -32,6 +32,9 @@ export interface RunProgress {
 /** Transcript tokens scored by listen-vs-guess (each costs two full decoder passes over the vocabulary). */
 export const LISTEN_TOKENS = 8;
 
+/** How often a running sweep's streamed results are saved (IndexedDB), at most. */
+const STREAM_SAVE_MS = 2000;
+
 const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 export class LabState {
@@ -76,6 +79,11 @@ export class LabState {
         this.preparing = false;
         this.error = message;
       },
+      onBackendChange: (report) => {
+        // Said once, here: why everything from now on is slower.
+        this.notice = `${report.reason.charAt(0).toUpperCase()}${report.reason.slice(1)}; finished results are kept and the run carries on.`;
+        if (this.running && this.results) this.results = { ...this.results, backend: `${this.results.backend} → ${report.name} (GPU lost)` };
+      },
     });
   }
 
@@ -98,6 +106,13 @@ export class LabState {
           this.settings = settings.success ? settings.data : DEFAULT_SETTINGS;
           this.choice = saved.choice;
           this.results = saved.results;
+          // Saved while running (partial, never finished): the page went away mid-run. Show
+          // what finished and offer "Run again" rather than re-running by itself: a reload is
+          // often how a person stops a run that hung or froze the tab, and that must not repeat.
+          if (saved.results?.partial && !saved.results.finishedAt) {
+            this.results = { ...saved.results, interrupted: true, finishedAt: saved.savedAt, streamed: undefined };
+            if (!saved.results.bins && saved.results.streamed) this.streaming = saved.results.streamed;
+          }
           this.clips = saved.clips;
           for (const which of ['clean', 'corrupt'] as const) if (saved.clips[which]) void this.#melOf(which);
           if (saved.model) void this.loadModel(saved.model);
@@ -145,6 +160,7 @@ export class LabState {
     this.loadProgress = { done: 0, total: 0, stage: 'Starting' };
     try {
       this.model = await this.engine.loadModel(source, (p) => (this.loadProgress = p));
+      if (this.model.cacheError) this.notice = `${this.model.label} is loaded, but it could not be kept in the browser cache (${this.model.cacheError}), so it will be downloaded again next time.`;
       this.modelRef = refOf(source);
       this.pair = null;
       this.#persist();
@@ -319,14 +335,27 @@ export class LabState {
       finishedAt: 0,
       partial: true,
     };
+    // A run that fails or is cancelled before its first step finishes leaves the last
+    // finished results in place rather than an empty chart.
+    const previous = this.results && !this.results.partial ? this.results : null;
+    let finishedSteps = 0;
     this.results = results;
     this.streaming = [];
     this.error = null;
     this.notice = null;
     type Step = { stage: string; go: () => Promise<void> };
+    let savedAt = 0;
     const onProgress = (p: ProgressPayload) => {
       if (token !== this.#runToken || !this.running) return;
-      if (p.results?.length) this.streaming = [...this.streaming, ...p.results];
+      if (p.results?.length) {
+        this.streaming = [...this.streaming, ...p.results];
+        // The first sweep's partial heatmap survives a reload too (saved at its first results,
+        // then every few seconds).
+        if (!this.results?.bins && Date.now() - savedAt > STREAM_SAVE_MS) {
+          savedAt = Date.now();
+          this.#persist();
+        }
+      }
       this.running = { ...this.running, stage: p.stage, done: p.done, total: p.total };
     };
     const set = (patch: Partial<ExperimentResults>) => {
@@ -359,13 +388,17 @@ export class LabState {
         if (this.#cancelledRun === token) throw new EngineError('The run was cancelled.', 'cancelled');
         this.running = { stage: steps[i].stage, done: 0, total: 0, step: i + 1, steps: steps.length };
         await steps[i].go();
+        finishedSteps++;
+        // Each finished step is saved at once: a reload or a crash keeps it.
+        if (token === this.#runToken) this.#persist();
       }
       set({ partial: false, finishedAt: Date.now() });
     } catch (e) {
       if (token === this.#runToken) {
         if (isCancelled(e)) this.notice = 'The run was cancelled; the charts show what finished before.';
         else this.error = messageOf(e);
-        set({ finishedAt: Date.now() });
+        if (finishedSteps === 0 && previous) this.results = previous;
+        else set({ finishedAt: Date.now() });
       }
     } finally {
       if (token === this.#runToken) {
@@ -397,12 +430,13 @@ export class LabState {
   }
 
   #persist(): void {
+    const streamed = this.running && this.results && !this.results.bins && this.streaming.length ? this.streaming : undefined;
     void saveSession({
       model: this.modelRef,
       clips: this.clips,
       choice: this.choice,
       settings: this.settings,
-      results: this.results,
+      results: streamed && this.results ? { ...this.results, streamed } : this.results,
       savedAt: Date.now(),
     }).then((problem) => {
       if (problem) this.notice = problem;

@@ -5,7 +5,7 @@
 import type { AttributionResult } from '../lab/attribution.ts';
 import type { PathwayGrounding, TokenGrounding } from '../lab/grounding.ts';
 import type { LensResult } from '../lab/lens.ts';
-import type { SweepResult } from '../lab/sweep.ts';
+import type { PatchResult, SweepResult } from '../lab/sweep.ts';
 import type { AttentionReport, LabReport } from '../workers/protocol.ts';
 import type { Settings } from './experiment.ts';
 
@@ -31,6 +31,10 @@ export interface ExperimentResults {
   finishedAt: number;
   /** True when the run was cancelled or failed part-way: what is here is partial. */
   partial: boolean;
+  /** The page was closed or reloaded while this run was going (restored from IndexedDB). */
+  interrupted?: boolean;
+  /** Sweep results streamed before the first sweep finished (saved while a run goes). */
+  streamed?: PatchResult[];
 }
 
 /** JSON with NaN/±Infinity as strings (so nothing silently becomes null) and float32 buffers as arrays. */

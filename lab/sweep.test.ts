@@ -5,11 +5,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../models/backend.ts';
+import type { Whisper } from '../models/whisper.ts';
 import { HookSession } from '../models/hook-session.ts';
 import { loadFixture, type Fixture } from '../tests/parity/parity-core.ts';
 import { metricOf } from './metrics.ts';
 import { buildReplacements } from './patch.ts';
-import { PatchLab } from './sweep.ts';
+import { OUT_OF_MEMORY, PatchLab, sweepInChunks, type PatchResult } from './sweep.ts';
 import { baseRun, type Metric, type SweepSpec, type Variant } from './spec.ts';
 import { planVariants } from './sweep.ts';
 
@@ -153,5 +154,120 @@ describe('PatchLab sweeps', () => {
     const before = tf.memory().numTensors;
     await lab.sweep(spec);
     expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe('sweeps that meet faults', () => {
+  const spec: SweepSpec = { hooks: ['encoder.blocks.*.hook_resid_post', 'decoder.blocks.*.hook_mlp_out'], positions: { kind: 'bins', size: 10 }, heads: 'all', direction: 'denoise', source: { kind: 'clean' }, metric: 'logit_diff' };
+
+  it('in chunks of planned batches: the same numbers, the same batches, streamed in order', async () => {
+    const whole = await lab.sweep(spec, { maxBatch: 4 });
+    const progress: number[] = [];
+    const streamed: PatchResult[] = [];
+    const chunkSizes: number[] = [];
+    const chunked = await sweepInChunks(() => lab, spec, {
+      maxBatch: 4,
+      batchesPerChunk: 2,
+      onProgress: (p) => progress.push(p.done),
+      onResults: (r) => streamed.push(...r),
+      runChunks: async (chunks, run) => {
+        const out = [];
+        for (let i = 0; i < chunks.length; i++) {
+          chunkSizes.push(chunks[i].length);
+          out.push(await run(chunks[i], i));
+        }
+        return out;
+      },
+    });
+    expect(chunkSizes.length).toBeGreaterThan(2);
+    expect(chunked.results.map((r) => [r.hook, r.position, r.value])).toEqual(whole.results.map((r) => [r.hook, r.position, r.value]));
+    expect(chunked.cost.batches).toBe(whole.cost.batches);
+    expect(chunked.cost.variants).toBe(whole.cost.variants);
+    expect(progress.at(-1)).toBe(whole.results.length);
+    expect([...progress].sort((a, b) => a - b)).toEqual(progress);
+    expect(streamed).toHaveLength(whole.results.length);
+  });
+
+  it('a chunk that runs again (device lost) streams only its second results', async () => {
+    const whole = await lab.sweep(spec, { maxBatch: 4 });
+    const streamed: PatchResult[] = [];
+    let repeated = false;
+    const chunked = await sweepInChunks(() => lab, spec, {
+      maxBatch: 4,
+      onResults: (r) => streamed.push(...r),
+      runChunks: async (chunks, run) => {
+        const out = [];
+        for (let i = 0; i < chunks.length; i++) {
+          if (i === 1 && !repeated) {
+            repeated = true;
+            await run(chunks[i], i); // discarded, as runBatchesWithFallback does after a loss
+          }
+          out.push(await run(chunks[i], i));
+        }
+        return out;
+      },
+    });
+    expect(repeated).toBe(true);
+    expect(streamed).toHaveLength(whole.results.length);
+    expect(chunked.results.map((r) => r.value)).toEqual(whole.results.map((r) => r.value));
+  });
+
+  /** Makes every patched pass wider than `rows` variants fail like an exhausted allocator. */
+  function failAbove(model: Whisper, rows: number, message: string): () => void {
+    const original = model.decodeFrom.bind(model);
+    let failures = 0;
+    model.decodeFrom = (...args: Parameters<Whisper['decodeFrom']>) => {
+      const logits = original(...args);
+      if (logits.shape[0] > rows) {
+        failures++;
+        throw new Error(message);
+      }
+      return logits;
+    };
+    return () => {
+      delete (model as { decodeFrom?: unknown }).decodeFrom;
+      expect(failures).toBeGreaterThan(0);
+    };
+  }
+
+  it('out of memory: halves the batch until it fits, with the same numbers', async () => {
+    const fresh = await PatchLab.create(f.loaded.model, lab.inputs);
+    try {
+      const want = await fresh.sweep(spec);
+      const before = tf.memory().numTensors;
+      const restore = failAbove(f.loaded.model, 3, 'Out of memory'); // tfjs-wasm's words
+      let got;
+      try {
+        got = await fresh.sweep(spec);
+      } finally {
+        restore();
+      }
+      expect(got.results.map((r) => r.value)).toEqual(want.results.map((r) => r.value));
+      expect(got.cost.batches).toBeGreaterThan(want.cost.batches);
+      // The failed attempts left no tensors behind.
+      expect(tf.memory().numTensors).toBe(before);
+      // The smaller size is remembered: the next sweep does not fail first.
+      const restore2 = failAbove(f.loaded.model, 3, 'WebGPU: buffer allocation failed: out of memory');
+      await expect(fresh.sweep(spec)).resolves.toBeTruthy();
+      expect(() => restore2()).toThrow(); // no failures this time
+    } finally {
+      fresh.dispose();
+    }
+  });
+
+  it('out of memory even at one variant: one clear sentence', async () => {
+    const restore = failAbove(f.loaded.model, 0, 'Out of memory');
+    try {
+      await expect(lab.sweep(spec)).rejects.toMatchObject({ code: 'out-of-memory', message: OUT_OF_MEMORY });
+    } finally {
+      restore();
+    }
+    // Other errors are not mistaken for memory.
+    const restore2 = failAbove(f.loaded.model, 0, 'shapes do not match');
+    try {
+      await expect(lab.sweep(spec)).rejects.toThrow('shapes do not match');
+    } finally {
+      restore2();
+    }
   });
 });

@@ -77,6 +77,8 @@ export class PatchLab {
   /** Base-run block evaluations so far (the first two full passes, and cache top-ups). */
   readonly counter: Counter = { blockEvals: 0 };
   readonly #metricCtx: MetricContext;
+  /** Batch sizes that failed for lack of memory, halved, per start point (group key). */
+  readonly #memoryCaps = new Map<string, number>();
   readonly #baseMetrics: Record<RunName, Record<Metric, number>>;
 
   private constructor(model: Whisper, inputs: LabInputs, runs: Record<RunName, BaseRun>, ctx: MetricContext, base: Record<RunName, Record<Metric, number>>) {
@@ -144,11 +146,23 @@ export class PatchLab {
     let batches = 0;
     let patchedEvals = 0;
     for (const g of groups) {
-      const batchSize = planBatchSize(c, this.inputs.prefix.length, g.start, opts);
+      let batchSize = Math.min(planBatchSize(c, this.inputs.prefix.length, g.start, opts), this.#memoryCaps.get(g.key) ?? Infinity);
       for (let i = 0; i < g.indices.length; i += batchSize) {
         if (opts.signal?.aborted) throw new EarshotError('The sweep was cancelled.', 'cancelled');
         const idx = g.indices.slice(i, i + batchSize);
-        const values = await this.#runBatch(idx.map((j) => variants[j].patches), base, g.start, metric);
+        let values: number[];
+        try {
+          values = await this.#runBatch(idx.map((j) => variants[j].patches), base, g.start, metric);
+        } catch (e) {
+          if (!isOutOfMemory(e)) throw e;
+          if (idx.length === 1) throw new EarshotError(OUT_OF_MEMORY, 'out-of-memory');
+          // The memory plan was too hopeful for this device: halve the batch, retry the same
+          // variants, and remember the smaller size for later sweeps of this lab.
+          batchSize = Math.max(1, Math.floor(idx.length / 2));
+          this.#memoryCaps.set(g.key, batchSize);
+          i -= batchSize;
+          continue;
+        }
         patchedEvals += idx.length * blocksFrom(g.start, c);
         batches++;
         const fresh = idx.map((j, k) => ({ ...variants[j].label, value: values[k], effect: effectOf(direction, values[k], clean, corrupt) }));
@@ -212,6 +226,112 @@ export class PatchLab {
     disposeRun(this.runs.corrupt);
     this.#metricCtx.cleanLogProbs.dispose();
   }
+}
+
+// ───────────────────────────── faults ─────────────────────────────
+
+/** What a sweep says when even single-variant batches do not fit. */
+export const OUT_OF_MEMORY = 'Not enough memory for this sweep even one variant at a time; try fewer positions or a smaller model.';
+
+/**
+ * An allocation failure: tfjs-wasm's heap could not grow ("Out of memory", "Cannot enlarge
+ * memory"), WebGPU could not create a buffer ("out of memory", GPUOutOfMemoryError), or the
+ * JS engine could not allocate an ArrayBuffer for a readback.
+ */
+export function isOutOfMemory(e: unknown): boolean {
+  const name = (e as { name?: unknown } | null)?.name;
+  if (name === 'GPUOutOfMemoryError') return true;
+  const message = e instanceof Error ? e.message : String(e);
+  return /out of memory|\bOOM\b|cannot enlarge memory|memory (?:grow|growth|allocation) fail|failed to (?:allocate|grow)|allocation failed/i.test(message);
+}
+
+/**
+ * Runs a sweep as chunks of its planned batches (a chunk is `batchesPerChunk` batches, each
+ * as big as the memory plan allows, so chunking adds no batches). `labOf` is asked for the
+ * lab before every chunk: a caller that rebuilds its lab between chunks (device lost, see
+ * models/device-loss.ts) hands the new one. `runChunks` runs the chunks in order (default:
+ * one after another); the engine worker passes runBatchesWithFallback. A chunk's streamed
+ * results and progress are held back until the next chunk starts, since a chunk that runs
+ * again (its device was lost) must not show its first, discarded, numbers.
+ */
+export async function sweepInChunks(labOf: () => PatchLab, spec: SweepSpec, opts: ChunkedRunOptions = {}): Promise<SweepResult> {
+  const first = labOf();
+  const c = first.model.config;
+  const variants = planVariants(spec, c, first.inputs.prefix.length);
+  const batches = planBatches(variants, c, first.inputs.prefix.length, opts);
+  const per = Math.max(1, Math.floor(opts.batchesPerChunk ?? 1));
+  const chunks: number[][] = [];
+  for (let i = 0; i < batches.length; i += per) chunks.push(batches.slice(i, i + per).flat());
+
+  let done = 0;
+  let held: { index: number; results: PatchResult[][]; progress: Progress | null; size: number } | null = null;
+  const release = () => {
+    if (!held) return;
+    for (const r of held.results) opts.onResults?.(r);
+    if (held.progress) opts.onProgress?.({ ...held.progress, done: done + held.size });
+    done += held.size;
+    held = null;
+  };
+  const runChunks = opts.runChunks ?? sequentially;
+  const parts = await runChunks(chunks, async (chunk, index) => {
+    if (held && held.index < index) release();
+    const mine = { index, results: [] as PatchResult[][], progress: null as Progress | null, size: chunk.length };
+    held = null;
+    const part = await labOf().runVariants(
+      chunk.map((j) => variants[j]),
+      spec.direction,
+      spec.metric,
+      {
+        ...opts,
+        onResults: (r) => mine.results.push(r),
+        onProgress: (p) => (mine.progress = { ...p, total: variants.length }),
+      },
+    );
+    held = mine;
+    return part;
+  });
+  release();
+
+  const results: PatchResult[] = new Array(variants.length);
+  chunks.forEach((chunk, i) => chunk.forEach((j, k) => (results[j] = parts[i].results[k])));
+  const last = parts.at(-1);
+  const sum = (f: (r: SweepResult) => number) => parts.reduce((a, r) => a + f(r), 0);
+  return {
+    direction: spec.direction,
+    metric: spec.metric,
+    clean: last?.clean ?? first.baseMetric('clean', spec.metric),
+    corrupt: last?.corrupt ?? first.baseMetric('corrupt', spec.metric),
+    results,
+    cost: {
+      variants: variants.length,
+      batches: sum((r) => r.cost.batches),
+      blockEvals: sum((r) => r.cost.blockEvals),
+      naiveBlockEvals: sum((r) => r.cost.naiveBlockEvals),
+    },
+  };
+}
+
+export interface ChunkedRunOptions extends RunOptions {
+  /** Planned batches per chunk (default 1). */
+  batchesPerChunk?: number;
+  /** Runs the chunks in order and returns their results in order. */
+  runChunks?: <R>(chunks: readonly number[][], run: (chunk: number[], index: number) => Promise<R>) => Promise<R[]>;
+}
+
+async function sequentially<R>(chunks: readonly number[][], run: (chunk: number[], index: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < chunks.length; i++) out.push(await run(chunks[i], i));
+  return out;
+}
+
+/** The batches PatchLab.runVariants would run `variants` in (indices into `variants`, in run order). */
+export function planBatches(variants: readonly Variant[], c: WhisperConfig, prefixLength: number, opts: RunOptions = {}): number[][] {
+  const batches: number[][] = [];
+  for (const g of groupByStart(variants, c)) {
+    const size = planBatchSize(c, prefixLength, g.start, opts);
+    for (let i = 0; i < g.indices.length; i += size) batches.push(g.indices.slice(i, i + size));
+  }
+  return batches;
 }
 
 // ───────────────────────────── planning ─────────────────────────────
@@ -323,6 +443,8 @@ function startRank(s: StartPoint, c: WhisperConfig): number {
 }
 
 interface Group {
+  /** Start point as a string: stage, block, whether cross K/V is recomputed. */
+  key: string;
   start: StartPoint;
   indices: number[];
 }
@@ -337,7 +459,7 @@ function groupByStart(variants: readonly Variant[], c: WhisperConfig): Group[] {
     // Any cross K/V patch on the decoder side forces recomputing cross K/V.
     const start = first.stage === 'decoder' && starts.some((s) => s.recomputeCross) ? { ...first, recomputeCross: true } : first;
     const key = `${start.stage}:${start.block}:${start.recomputeCross}`;
-    const g = groups.get(key) ?? { start, indices: [] };
+    const g = groups.get(key) ?? { key, start, indices: [] };
     g.indices.push(i);
     groups.set(key, g);
   });

@@ -134,6 +134,7 @@ export async function initBackend(name: BackendName, opts: InitBackendOptions = 
         wasmConfigured = true;
       }
       await setAndCheck('wasm');
+      guardWasmMalloc();
       const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
       info = { name, reason: `wasm (simd: ${simd}, threads: ${wasm.getThreadsCount()})` };
       break;
@@ -150,6 +151,33 @@ export async function initBackend(name: BackendName, opts: InitBackendOptions = 
   infoCache.set(name, info);
   return info;
 }
+
+/**
+ * tfjs-wasm's threaded browser build returns 0 from malloc when its heap cannot grow, and
+ * tfjs then writes the tensor at address 0, over other data: silent garbage. This turns that
+ * into an "Out of memory" error, which a sweep answers by halving its batch (lab/sweep.ts);
+ * the heap itself stays intact. (The single-threaded build aborts instead: see the worker.)
+ */
+function guardWasmMalloc(): void {
+  const wasm = (tf.backend() as unknown as { wasm?: { _malloc: (bytes: number) => number } }).wasm;
+  if (!wasm || typeof wasm._malloc !== 'function' || guardedHeaps.has(wasm)) return;
+  guardedHeaps.add(wasm);
+  // Emscripten's first _malloc call replaces Module._malloc with the raw export: keep the
+  // guard in front of whatever is assigned.
+  let malloc = wasm._malloc;
+  const guarded = (bytes: number) => {
+    const address = malloc(bytes);
+    if (address === 0 && bytes > 0) throw new Error(`Out of memory: the WASM heap could not grow by ${bytes} bytes`);
+    return address;
+  };
+  Object.defineProperty(wasm, '_malloc', {
+    configurable: true,
+    enumerable: true,
+    get: () => guarded,
+    set: (f: (bytes: number) => number) => (malloc = f),
+  });
+}
+const guardedHeaps = new WeakSet<object>();
 
 async function setAndCheck(name: BackendName): Promise<void> {
   const ok = await tf.setBackend(name);

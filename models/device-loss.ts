@@ -10,11 +10,12 @@
  *    when the device is lost during a batch, discards that batch's results, falls back,
  *    lets the caller rebuild its state on wasm (`recover`: reload the weights, re-run the
  *    base runs) and runs the same batch again. Finished batches are kept.
- * The lab's sweep uses it by running its variants in chunks (PatchLab.runVariants per chunk);
- * tests/device-loss.browser.test.ts destroys the device in the middle of one.
+ * The engine worker's sweep uses it through lab/sweep.ts sweepInChunks (one chunk per planned
+ * batch; workers/lab-requests.ts); tests/device-loss.browser.test.ts destroys the device in the
+ * middle of a chunk, tests/e2e/faults.spec.ts in the middle of a sweep in the app.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend, type BackendInfo } from './backend.ts';
+import { initBackend, type BackendInfo, type InitBackendOptions } from './backend.ts';
 
 export interface DeviceWatch {
   /** True once the device is lost. */
@@ -77,8 +78,8 @@ export function watchDevice(): DeviceWatch | null {
 }
 
 /** Makes wasm the backend and removes the (dead) WebGPU backend so nothing runs on it again. */
-export async function fallBackToWasm(): Promise<BackendInfo> {
-  const info = await initBackend('wasm');
+export async function fallBackToWasm(opts: InitBackendOptions = {}): Promise<BackendInfo> {
+  const info = await initBackend('wasm', opts);
   if (tf.findBackend('webgpu')) {
     try {
       tf.removeBackend('webgpu');
@@ -97,6 +98,10 @@ export interface FallbackOptions {
   recover: (reason: string) => Promise<void>;
   /** Told once when the job moves to wasm (e.g. to tell the user why it got slower). */
   onFallback?: (reason: string, info: BackendInfo) => void;
+  /** Options for the wasm backend (threads). */
+  wasm?: InitBackendOptions;
+  /** Errors that are surely not the device's (a cancel): thrown at once, without waiting for a loss. */
+  isOwnError?: (e: unknown) => boolean;
 }
 
 /**
@@ -118,10 +123,11 @@ export async function runBatchesWithFallback<B, R>(batches: readonly B[], run: (
     }
     // Give a pending `lost` a chance to resolve before trusting what the batch read back; a
     // failed batch waits longer (the failure may be the loss, reported a moment later).
+    if (failure !== undefined && opts.isOwnError?.(failure)) throw failure;
     if (watch) await Promise.race([watch.whenLost, new Promise((r) => setTimeout(r, failure === undefined ? 0 : LOSS_GRACE_MS))]);
     if (watch?.lost) {
       const reason = watch.reason ?? 'lost';
-      const info = await fallBackToWasm();
+      const info = await fallBackToWasm(opts.wasm);
       opts.onFallback?.(reason, info);
       await opts.recover(reason);
       watch = null;

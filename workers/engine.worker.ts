@@ -12,7 +12,8 @@ import { chooseBrowserBackend, initBackend, type BackendName } from '../models/b
 import { samplesToMel, windowSeconds } from '../models/clip.ts';
 import { greedyDecode } from '../models/decode.ts';
 import { EarshotError } from '../models/errors.ts';
-import { loadCheckpoint, type LoadedModel } from '../models/load.ts';
+import { fallBackToWasm, watchDevice } from '../models/device-loss.ts';
+import { loadCheckpoint, type CheckpointFiles, type LoadedModel } from '../models/load.ts';
 import { throwIfAborted } from './fetch-file.ts';
 import type {
   BackendReport,
@@ -26,12 +27,14 @@ import type {
 } from './protocol.ts';
 import * as lab from './lab-requests.ts';
 import { checkModelRequest } from './check-request.ts';
+import { isOutOfMemory } from '../lab/sweep.ts';
 import { gatherCheckpoint } from './sources.ts';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
 
 let backend: BackendReport | null = null;
-let current: { loaded: LoadedModel; info: ModelInfo } | null = null;
+/** `files`: the checkpoint's bytes, kept on WebGPU so a lost device can be survived without a download. */
+let current: { loaded: LoadedModel; info: ModelInfo; files?: CheckpointFiles } | null = null;
 
 /** Abort handles of queued and running requests, by id. */
 const controllers = new Map<number, AbortController>();
@@ -54,6 +57,7 @@ async function run(request: Exclude<EngineRequest, { kind: 'cancel' }>, signal: 
   const progress = (p: ProgressPayload) => post({ kind: 'progress', id: request.id, payload: p });
   try {
     throwIfAborted(signal);
+    if (request.kind !== 'init') await recoverIfDeviceLost(progress);
     switch (request.kind) {
       case 'init':
         post({ kind: 'result', id: request.id, payload: await ensureBackend(request.payload.backend) });
@@ -84,7 +88,7 @@ async function run(request: Exclude<EngineRequest, { kind: 'cancel' }>, signal: 
         post({ kind: 'result', id: request.id, payload: await lab.setTarget(loadedModel(), request.payload) });
         return;
       case 'sweep':
-        post({ kind: 'result', id: request.id, payload: await lab.sweep(loadedModel(), request.payload, signal, progress) });
+        post({ kind: 'result', id: request.id, payload: await lab.sweep(loadedModel(), request.payload, signal, progress, { rebuild: rebuildOnWasm, wasm: wasmOptions() }) });
         return;
       case 'grounding':
         post({ kind: 'result', id: request.id, payload: await lab.grounding(loadedModel(), request.payload) });
@@ -113,6 +117,7 @@ async function run(request: Exclude<EngineRequest, { kind: 'cancel' }>, signal: 
     }
   } catch (e) {
     post({ kind: 'error', id: request.id, payload: toErrorPayload(e, request.kind) });
+    if (isWasmAbort(e)) restartAfterAbort();
   }
 }
 
@@ -122,6 +127,7 @@ async function ensureBackend(override?: BackendName): Promise<BackendReport> {
   try {
     const info = await initBackend(choice.name, wasmOptions());
     backend = { name: choice.name, reason: choice.reason, detail: info.reason ?? choice.name, crossOriginIsolated: scope.crossOriginIsolated };
+    watchDevice(); // from now on, a lost WebGPU device is noticed (models/device-loss.ts)
   } catch (e) {
     if (choice.name === 'wasm') throw e;
     // A forced or detected WebGPU that will not start: say so and run on WASM.
@@ -181,11 +187,51 @@ async function loadModel(
     fromCache: gathered.fromCache,
     loadMs: performance.now() - started,
   };
+  if (gathered.cacheError) info.cacheError = gathered.cacheError;
   // Swap only once the new model works, so a failed load leaves the old one usable.
   lab.forgetPair();
   current?.loaded.model.dispose();
-  current = { loaded, info };
+  current = { loaded, info, files: backend?.name === 'webgpu' ? gathered.files : undefined };
   return info;
+}
+
+/**
+ * After the WebGPU device was lost: wasm becomes the backend and the model is built again
+ * there from the bytes kept at load (no download). The pair is rebuilt by the caller.
+ */
+async function rebuildOnWasm(reason: string): Promise<{ loaded: LoadedModel | null; backend: BackendReport }> {
+  const info = await fallBackToWasm(wasmOptions());
+  backend = {
+    name: 'wasm',
+    reason: `the WebGPU device was lost (${reason.replace(/\.$/, '')}); switched to WASM, which is slower`,
+    detail: info.reason ?? 'wasm',
+    crossOriginIsolated: scope.crossOriginIsolated,
+  };
+  if (!current?.files) {
+    // Nothing to rebuild from (no model yet): the next load happens on wasm.
+    if (current) {
+      lab.forgetPair();
+      current = null;
+    }
+    return { loaded: null, backend };
+  }
+  const loaded = await loadCheckpoint(current.files);
+  try {
+    current.loaded.model.dispose();
+  } catch {
+    // Tensors of the lost device.
+  }
+  current = { loaded, info: current.info };
+  return { loaded, backend };
+}
+
+/** A device lost between requests: move to wasm (model and pair rebuilt) before this request runs. */
+async function recoverIfDeviceLost(progress: (p: ProgressPayload) => void): Promise<void> {
+  const watch = watchDevice();
+  if (!watch?.lost) return;
+  const { loaded, backend: report } = await rebuildOnWasm(watch.reason ?? 'lost');
+  if (loaded) await lab.rebuildPair(loaded);
+  progress({ done: 0, total: 0, stage: 'The GPU was lost: continuing on WASM', backend: report });
 }
 
 function loadedModel(): LoadedModel {
@@ -230,8 +276,27 @@ async function transcribe(
 }
 
 /** Any failure → one line for the UI. EarshotErrors already are; anything else gets context. */
+/**
+ * tfjs-wasm aborts its module when the heap cannot grow (out of memory; measured: a sweep
+ * with a huge batch on a whisper-tiny-shaped model, "Aborted()" at ~4 GB), and every later
+ * op fails the same way. Only a fresh worker has a working module again.
+ */
+function isWasmAbort(e: unknown): boolean {
+  return e instanceof Error && e.name === 'RuntimeError' && /^Aborted\(/.test(e.message);
+}
+
+const WASM_ABORTED = 'The engine ran out of memory (its WASM heap could not grow); try fewer positions or a smaller model.';
+
+/** An uncaught error makes the page restart this worker (app/engine-client.svelte.ts). */
+function restartAfterAbort(): void {
+  setTimeout(() => {
+    throw new Error('it ran out of memory: its WASM heap could not grow; try fewer positions or a smaller model');
+  });
+}
+
 function toErrorPayload(e: unknown, kind: EngineRequest['kind']): ErrorPayload {
   if (e instanceof EarshotError) return { message: e.message, code: e.code ?? 'error' };
+  if (isWasmAbort(e)) return { message: WASM_ABORTED, code: 'out-of-memory' };
   const detail = firstLine(e instanceof Error ? e.message : String(e));
   const doing: Record<EngineRequest['kind'], string> = {
     init: 'starting the engine',
@@ -252,6 +317,7 @@ function toErrorPayload(e: unknown, kind: EngineRequest['kind']): ErrorPayload {
     'check-model': 'checking the model against its ONNX export',
   };
   const what = doing[kind];
+  if (isOutOfMemory(e)) return { message: `The engine ran out of memory while ${what}; try fewer positions or a smaller model.`, code: 'out-of-memory' };
   console.error(`Earshot engine: unexpected failure while ${what}`, e);
   return { message: `Something went wrong while ${what}: ${detail}. Try again; if it keeps happening, reload the page.`, code: 'internal' };
 }

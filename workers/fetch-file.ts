@@ -20,6 +20,8 @@ export interface FetchFileOptions {
 export interface FetchedFile {
   bytes: Uint8Array<ArrayBuffer>;
   fromCache: boolean;
+  /** Why the file could not be stored in Cache Storage (quota full, …); the bytes are fine. */
+  cacheError?: string;
 }
 
 /** Progress messages at most this often; the last one always goes out. */
@@ -54,14 +56,17 @@ export async function fetchFile(url: string, opts: FetchFileOptions): Promise<Fe
   if (!response.ok) throw httpError(response, opts.what);
 
   const bytes = await readWithProgress(response, opts);
+  let cacheError: string | undefined;
   if (cache) {
     // Best effort: a full disk or a quota error must not fail a load that already succeeded.
+    // Written only once every byte is here, so a cancelled or broken download leaves no entry.
     const headers = { 'content-type': response.headers.get('content-type') ?? 'application/octet-stream' };
     await cache.put(url, new Response(bytes, { headers })).catch((e: unknown) => {
+      cacheError = e instanceof DOMException && e.name === 'QuotaExceededError' ? 'the browser storage is full' : errorText(e);
       console.warn(`Earshot: could not store ${opts.what} in Cache Storage (${errorText(e)}); it will be downloaded again next time.`);
     });
   }
-  return { bytes, fromCache: false };
+  return cacheError === undefined ? { bytes, fromCache: false } : { bytes, fromCache: false, cacheError };
 }
 
 async function openCache(): Promise<Cache | null> {

@@ -16,10 +16,12 @@ import { listenVsGuess, pathwayGrounding } from '../lab/grounding.ts';
 import { encoderLens, logitLens } from '../lab/lens.ts';
 import { ensureHooks } from '../lab/runs.ts';
 import { METRICS, SweepSpecSchema, type Metric } from '../lab/spec.ts';
-import { PatchLab, type RunOptions } from '../lab/sweep.ts';
+import { PatchLab, sweepInChunks, type ChunkedRunOptions } from '../lab/sweep.ts';
+import type { InitBackendOptions } from '../models/backend.ts';
+import { runBatchesWithFallback } from '../models/device-loss.ts';
 import { chooseTarget, transcribePair } from '../lab/target.ts';
 import { throwIfAborted } from './fetch-file.ts';
-import type { AttentionReport, LabReport, MelImage, PairReport, PairTranscript, ProgressPayload, RequestPayloads, ResultPayloads, TargetChoiceInput } from './protocol.ts';
+import type { AttentionReport, BackendReport, LabReport, MelImage, PairReport, PairTranscript, ProgressPayload, RequestPayloads, ResultPayloads, TargetChoiceInput } from './protocol.ts';
 
 /** Seconds per encoder position (two 10 ms mel frames). */
 const ENCODER_STEP = (2 * HOP_LENGTH) / SAMPLE_RATE;
@@ -179,21 +181,75 @@ function currentPair(loaded: LoadedModel, needLab: boolean): PreparedPair {
   return pair;
 }
 
-export async function sweep(loaded: LoadedModel, { spec }: RequestPayloads['sweep'], signal: AbortSignal, progress: (p: ProgressPayload) => void): Promise<ResultPayloads['sweep']> {
+/** How the engine rebuilds its model on wasm once the WebGPU device is lost (workers/engine.worker.ts). */
+export interface DeviceLossRecovery {
+  /** Reloads the model on wasm from the bytes kept at load; returns it and the new backend report. */
+  rebuild: (reason: string) => Promise<{ loaded: LoadedModel | null; backend: BackendReport }>;
+  wasm: InitBackendOptions;
+}
+
+/**
+ * Re-creates the prepared pair's PatchLab on `loaded` (the same model rebuilt on another
+ * backend): same mels, same prefix/target/foil, so the same base runs.
+ */
+export async function rebuildPair(loaded: LoadedModel): Promise<void> {
+  if (!pair) return;
+  const old = pair.lab;
+  pair.model = loaded;
+  pair.lab = null;
+  if (!old) return;
+  try {
+    old.dispose();
+  } catch {
+    // Tensors of a lost device.
+  }
+  pair.lab = await PatchLab.create(loaded.model, old.inputs);
+}
+
+/**
+ * The sweep runs in chunks of its planned batches (lab/sweep.ts sweepInChunks); on WebGPU
+ * each chunk goes through runBatchesWithFallback, so a lost device costs one chunk: the
+ * engine moves to wasm, the model and the pair's base runs are rebuilt, and the chunk runs
+ * again there. Finished chunks are kept.
+ */
+export async function sweep(
+  loaded: LoadedModel,
+  { spec }: RequestPayloads['sweep'],
+  signal: AbortSignal,
+  progress: (p: ProgressPayload) => void,
+  recovery?: DeviceLossRecovery,
+): Promise<ResultPayloads['sweep']> {
   const parsed = SweepSpecSchema.safeParse(spec);
   if (!parsed.success) throw new EarshotError(`The sweep settings are not valid: ${parsed.error.issues[0]?.message ?? 'unknown problem'}.`, 'bad-spec');
-  const { lab } = currentPair(loaded, true);
+  currentPair(loaded, true);
   let pending: ResultPayloads['sweep']['results'] = [];
-  const opts: RunOptions = {
+  let last: ProgressPayload = { done: 0, total: 0, stage: 'patching' };
+  const opts: ChunkedRunOptions = {
     signal,
     // Results ride on the progress message of the batch that made them.
-    onResults: (results) => (pending = results),
+    onResults: (results) => (pending = [...pending, ...results]),
     onProgress: (p) => {
+      last = p;
       progress({ ...p, results: pending });
       pending = [];
     },
+    runChunks: (chunks, run) =>
+      runBatchesWithFallback(chunks, run, {
+        wasm: recovery?.wasm,
+        isOwnError: (e) => isEarshotError(e, 'cancelled'),
+        recover: async (reason) => {
+          if (!recovery) throw new EarshotError(`The GPU device was lost (${reason}); reload the page.`, 'device-lost');
+          const { loaded: rebuilt, backend } = await recovery.rebuild(reason);
+          if (!rebuilt) throw new EarshotError(`The GPU device was lost (${reason}); load the model again.`, 'device-lost');
+          await rebuildPair(rebuilt);
+          progress({ ...last, stage: 'The GPU was lost: continuing on WASM', backend });
+        },
+      }),
   };
-  return lab.sweep(parsed.data, opts);
+  return sweepInChunks(() => {
+    if (!pair?.lab) throw new EarshotError('Choose a target and a foil token first.', 'no-target');
+    return pair.lab;
+  }, parsed.data, opts);
 }
 
 export async function grounding(loaded: LoadedModel, { metric }: RequestPayloads['grounding']): Promise<ResultPayloads['grounding']> {

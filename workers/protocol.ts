@@ -150,6 +150,8 @@ export interface ModelInfo {
   weightBytes: number;
   /** True when every hub file came from Cache Storage (no network). */
   fromCache: boolean;
+  /** Set when a downloaded file could not be stored in Cache Storage (e.g. the quota is full). */
+  cacheError?: string;
   loadMs: number;
 }
 
@@ -272,6 +274,8 @@ export interface ProgressPayload {
   stage: string;
   /** Sweeps: the variants finished since the previous progress message (partial results). */
   results?: PatchResult[];
+  /** Set once when the engine changed backend during the request (WebGPU device lost → wasm). */
+  backend?: BackendReport;
 }
 
 export type EngineResponse =

@@ -13,6 +13,8 @@ export interface GatheredCheckpoint {
   label: string;
   /** True when every downloaded file came from Cache Storage. */
   fromCache: boolean;
+  /** Why some downloaded file could not be stored in Cache Storage (it loads from memory this time). */
+  cacheError?: string;
 }
 
 type OnProgress = (p: ProgressPayload) => void;
@@ -95,7 +97,8 @@ async function gatherFromUrls(s: UrlSet): Promise<GatheredCheckpoint> {
   };
   if (tokenizer) files.tokenizer = parseJson(new TextDecoder().decode(tokenizer.bytes), s.whatOf('tokenizer.json'));
   const fromCache = config.fromCache && weights.fromCache && (tokenizer?.fromCache ?? true);
-  return { files, label: s.label, fromCache };
+  const cacheError = [config, tokenizer, weights].find((f) => f?.cacheError)?.cacheError;
+  return cacheError === undefined ? { files, label: s.label, fromCache } : { files, label: s.label, fromCache, cacheError };
 }
 
 function parseJson(text: string, what: string): unknown {
