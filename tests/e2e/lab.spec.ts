@@ -271,6 +271,8 @@ test('reloading restores the clips, the target, the settings and the results', a
   await expect(page.getByTestId('results')).toHaveAttribute('data-partial', 'false');
   expect(await pageSweep(page)).toEqual(before.sweep);
   await expect(page.getByTestId('model-info')).toContainText('demo');
+  // The picker shows the model that is loaded, not its default.
+  await expect(page.locator('input[name="model"][value="demo"]')).toBeChecked();
   await expect(page.getByTestId('target-summary')).toBeVisible({ timeout: 60_000 });
   expect(await pageChoice(page)).toEqual(before.choice);
   await expect(page.getByTestId('chart-encoder-heatmap')).toHaveAttribute('data-drawn', 'true');
