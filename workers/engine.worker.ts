@@ -23,6 +23,7 @@ import type {
   ModelInfo,
   ProgressPayload,
   RequestPayloads,
+  ResultPayloads,
   Transcript,
 } from './protocol.ts';
 import * as lab from './lab-requests.ts';
@@ -53,71 +54,94 @@ scope.onmessage = (event: MessageEvent<EngineRequest>) => {
   queue = queue.then(() => run(request, controller.signal)).finally(() => controllers.delete(request.id));
 };
 
-async function run(request: Exclude<EngineRequest, { kind: 'cancel' }>, signal: AbortSignal): Promise<void> {
+type Request = Exclude<EngineRequest, { kind: 'cancel' }>;
+type Answer = { payload: ResultPayloads[Request['kind']]; transfer?: Transferable[] };
+
+async function run(request: Request, signal: AbortSignal): Promise<void> {
   const progress = (p: ProgressPayload) => post({ kind: 'progress', id: request.id, payload: p });
   try {
     throwIfAborted(signal);
     if (request.kind !== 'init') await recoverIfDeviceLost(progress);
-    switch (request.kind) {
-      case 'init':
-        post({ kind: 'result', id: request.id, payload: await ensureBackend(request.payload.backend) });
-        return;
-      case 'load-model':
-        post({ kind: 'result', id: request.id, payload: await loadModel(request.payload, signal, progress) });
-        return;
-      case 'transcribe':
-        post({ kind: 'result', id: request.id, payload: await transcribe(request.payload, signal, progress) });
-        return;
-      case 'logmel': {
-        const image = lab.melImage(current?.loaded ?? null, request.payload);
-        post({ kind: 'result', id: request.id, payload: image }, [image.mel]);
-        return;
-      }
-      case 'white-noise': {
-        const noise = lab.whiteNoise(request.payload);
-        post({ kind: 'result', id: request.id, payload: noise }, [noise.samples]);
-        return;
-      }
-      case 'tokenize':
-        post({ kind: 'result', id: request.id, payload: lab.tokenize(loadedModel(), request.payload) });
-        return;
-      case 'prepare-pair':
-        post({ kind: 'result', id: request.id, payload: await lab.preparePair(loadedModel(), request.payload, signal, progress) });
-        return;
-      case 'set-target':
-        post({ kind: 'result', id: request.id, payload: await lab.setTarget(loadedModel(), request.payload) });
-        return;
-      case 'sweep':
-        post({ kind: 'result', id: request.id, payload: await lab.sweep(loadedModel(), request.payload, signal, progress, { rebuild: rebuildOnWasm, wasm: wasmOptions() }) });
-        return;
-      case 'grounding':
-        post({ kind: 'result', id: request.id, payload: await lab.grounding(loadedModel(), request.payload) });
-        return;
-      case 'listen-vs-guess':
-        post({ kind: 'result', id: request.id, payload: await lab.listenGuess(loadedModel(), request.payload) });
-        return;
-      case 'lens':
-        post({ kind: 'result', id: request.id, payload: await lab.lenses(loadedModel()) });
-        return;
-      case 'attribution':
-        post({ kind: 'result', id: request.id, payload: await lab.attribution(loadedModel(), request.payload) });
-        return;
-      case 'attention': {
-        const report = await lab.attention(loadedModel());
-        post({ kind: 'result', id: request.id, payload: report }, [report.weights]);
-        return;
-      }
-      case 'check-model':
-        post({ kind: 'result', id: request.id, payload: await checkModelRequest(loadedModel(), request.payload, signal, progress) });
-        return;
-      default: {
-        const never: never = request;
-        throw new EarshotError(`Unknown request ${JSON.stringify(never)}.`, 'bad-request');
-      }
-    }
+    const { payload, transfer } = await answerSurvivingDeviceLoss(request, signal, progress);
+    post({ kind: 'result', id: request.id, payload }, transfer);
   } catch (e) {
     post({ kind: 'error', id: request.id, payload: toErrorPayload(e, request.kind) });
     if (isWasmAbort(e)) restartAfterAbort();
+  }
+}
+
+/**
+ * A WebGPU device lost while a request runs: its answer may be an error or numbers read from a
+ * dead device, so it is dropped, the model moves to wasm and the request runs again there.
+ * (Sweeps handle this themselves, batch by batch, keeping the finished batches.)
+ */
+async function answerSurvivingDeviceLoss(request: Request, signal: AbortSignal, progress: (p: ProgressPayload) => void): Promise<Answer> {
+  const watch = request.kind === 'init' || request.kind === 'sweep' ? null : watchDevice();
+  let answer: Answer | undefined;
+  let failure: unknown;
+  try {
+    answer = await answerOf(request, signal, progress);
+  } catch (e) {
+    failure = e;
+  }
+  if (watch && !(failure instanceof EarshotError)) {
+    // A failure may be the loss itself, reported a moment later.
+    await Promise.race([watch.whenLost, new Promise((r) => setTimeout(r, failure === undefined ? 0 : DEVICE_LOSS_GRACE_MS))]);
+    if (watch.lost) {
+      await recoverIfDeviceLost(progress);
+      return answerOf(request, signal, progress);
+    }
+  }
+  if (failure !== undefined) throw failure;
+  return answer!;
+}
+
+/** How long a failed request waits for `device.lost` before its error counts as its own. */
+const DEVICE_LOSS_GRACE_MS = 2000;
+
+/** The request's answer (and what to transfer with it). */
+async function answerOf(request: Request, signal: AbortSignal, progress: (p: ProgressPayload) => void): Promise<Answer> {
+  switch (request.kind) {
+    case 'init':
+      return { payload: await ensureBackend(request.payload.backend) };
+    case 'load-model':
+      return { payload: await loadModel(request.payload, signal, progress) };
+    case 'transcribe':
+      return { payload: await transcribe(request.payload, signal, progress) };
+    case 'logmel': {
+      const image = lab.melImage(current?.loaded ?? null, request.payload);
+      return { payload: image, transfer: [image.mel] };
+    }
+    case 'white-noise': {
+      const noise = lab.whiteNoise(request.payload);
+      return { payload: noise, transfer: [noise.samples] };
+    }
+    case 'tokenize':
+      return { payload: lab.tokenize(loadedModel(), request.payload) };
+    case 'prepare-pair':
+      return { payload: await lab.preparePair(loadedModel(), request.payload, signal, progress) };
+    case 'set-target':
+      return { payload: await lab.setTarget(loadedModel(), request.payload) };
+    case 'sweep':
+      return { payload: await lab.sweep(loadedModel(), request.payload, signal, progress, { rebuild: rebuildOnWasm, wasm: wasmOptions() }) };
+    case 'grounding':
+      return { payload: await lab.grounding(loadedModel(), request.payload) };
+    case 'listen-vs-guess':
+      return { payload: await lab.listenGuess(loadedModel(), request.payload) };
+    case 'lens':
+      return { payload: await lab.lenses(loadedModel()) };
+    case 'attribution':
+      return { payload: await lab.attribution(loadedModel(), request.payload) };
+    case 'attention': {
+      const report = await lab.attention(loadedModel());
+      return { payload: report, transfer: [report.weights] };
+    }
+    case 'check-model':
+      return { payload: await checkModelRequest(loadedModel(), request.payload, signal, progress) };
+    default: {
+      const never: never = request;
+      throw new EarshotError(`Unknown request ${JSON.stringify(never)}.`, 'bad-request');
+    }
   }
 }
 

@@ -238,6 +238,61 @@ test('WebGPU device lost between requests: the next request moves to WASM first,
   expect(pageErrors).toEqual([]);
 });
 
+test('WebGPU device lost inside a request that is not a sweep: it runs again on WASM and answers what WASM answers', async ({ page, browser }) => {
+  /** Both transcripts and the prepared target (its logit differences included), as the page shows them. */
+  const prepared = async (p: Page) => ({
+    clean: await p.getByTestId('tokens-clean').innerText(),
+    corrupt: await p.getByTestId('tokens-corrupt').innerText(),
+    summary: await p.getByTestId('target-summary').innerText(),
+    choice: await p.getByTestId('target-summary').getAttribute('data-choice'),
+  });
+  const pageErrors = watchPageErrors(page);
+  await page.goto('./?backend=webgpu');
+  await expect(page.getByTestId('backend-badge')).toHaveAttribute('data-backend', 'webgpu');
+  await loadDemoModel(page);
+  // The next prepare-pair request destroys the device at its 50th tfjs kernel: mid-request.
+  const worker = await engineWorker(page);
+  await worker.evaluate(() => {
+    const g = globalThis as unknown as {
+      onmessage: (e: MessageEvent<{ kind: string }>) => void;
+      _tfengine: { runKernel: (...a: unknown[]) => unknown; backend: { device?: GPUDevice } };
+      __lostAtKernel?: number;
+    };
+    const engine = g._tfengine;
+    const original = g.onmessage;
+    g.onmessage = (e) => {
+      if (e.data.kind === 'prepare-pair' && g.__lostAtKernel === undefined) {
+        const run = engine.runKernel.bind(engine);
+        let n = 0;
+        engine.runKernel = (...a: unknown[]) => {
+          if (++n === 50) {
+            g.__lostAtKernel = n;
+            engine.backend.device?.destroy();
+            engine.runKernel = run;
+          }
+          return run(...a);
+        };
+      }
+      original(e);
+    };
+  });
+  await page.getByTestId('pair-bat-pat').click();
+  await expect(page.getByTestId('target-summary')).toBeVisible({ timeout: 120_000 });
+  expect(await worker.evaluate(() => (globalThis as unknown as { __lostAtKernel?: number }).__lostAtKernel)).toBe(50);
+  await expect(page.getByTestId('backend-badge')).toHaveAttribute('data-backend', 'wasm');
+  await expect(page.getByRole('alert')).toHaveCount(0);
+  const afterLoss = await prepared(page);
+
+  const ref = await browser.newPage();
+  await ref.goto('./?backend=wasm');
+  await loadDemoModel(ref);
+  await ref.getByTestId('pair-bat-pat').click();
+  await expect(ref.getByTestId('target-summary')).toBeVisible({ timeout: 60_000 });
+  expect(afterLoss).toEqual(await prepared(ref));
+  await ref.close();
+  expect(pageErrors).toEqual([]);
+});
+
 test('the engine worker crashing mid-run: restarted, clips and finished results kept, a new run completes', async ({ page }) => {
   const pageErrors = watchPageErrors(page);
   await page.goto('./');
