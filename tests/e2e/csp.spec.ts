@@ -138,7 +138,7 @@ test('the page and the worker scripts are served with the policy; the built inde
   }
 });
 
-test('WASM: a built-in pair runs in threads and all its charts draw, with no violation anywhere', async ({ page }) => {
+test('WASM: a built-in pair runs in threads, all its charts draw and the model check runs, with no violation anywhere', async ({ page }) => {
   const pageErrors = watchPageErrors(page);
   const csp = await watchCsp(page);
   await page.goto('./?backend=wasm');
@@ -157,6 +157,9 @@ test('WASM: a built-in pair runs in threads and all its charts draw, with no vio
     expect(download.suggestedFilename()).toBe(`earshot-encoder-heatmap.${type}`);
     expect(readFileSync((await download.path())!).length).toBeGreaterThan(1000);
   }
+  // "Check this model": onnxruntime-web's own wasm build, under the same policy.
+  await page.getByTestId('check-model').click();
+  await expect(page.getByTestId('check-report')).toHaveAttribute('data-ok', 'true', { timeout: 180_000 });
   expect(await csp.violations()).toEqual([]);
   expect(pageErrors).toEqual([]);
   // The threaded WASM build ran: its pthread workers are Blob URLs (why the worker policy has blob:) ...
