@@ -54,6 +54,13 @@ export interface EngineClientOptions {
 /** More restarts than this within RESTART_WINDOW_MS means the engine cannot start at all. */
 const MAX_RESTARTS = 3;
 const RESTART_WINDOW_MS = 30_000;
+/**
+ * An engine that has not started by then is stuck, not slow (it starts in a few seconds even
+ * on a busy machine): typically a host whose own Content-Security-Policy blocks WebAssembly or
+ * the WASM backend's Blob-URL threads, which hangs instead of failing. Said, not fatal: if it
+ * starts after all, the message goes away.
+ */
+const START_TIMEOUT_MS = 30_000;
 
 export class EngineClient {
   /** The running backend, once the worker has started it. */
@@ -124,6 +131,10 @@ export class EngineClient {
     };
     this.#worker = worker;
     this.backend = null;
+    setTimeout(() => {
+      if (this.#worker !== worker || this.backend || this.startError) return;
+      this.startError = `The engine has not started after ${START_TIMEOUT_MS / 1000} s. If this site is hosted with its own Content-Security-Policy, it must allow WebAssembly ('wasm-unsafe-eval') and blob: workers for the engine (see the README, "Security headers"); otherwise reload the page.`;
+    }, START_TIMEOUT_MS);
     this.#send('init', { backend: this.#options.backend }).then(
       (report) => {
         this.backend = report;

@@ -301,3 +301,16 @@ test.describe('what the policy blocks', () => {
     expect(seen.filter((v) => v.startsWith('worker') && v.includes(`connect-src ${otherUrl}`)).length).toBeGreaterThan(0);
   });
 });
+
+test('a host whose own policy blocks the engine’s Blob-URL threads: the page says why the engine does not start', async ({ page }) => {
+  const pageErrors = watchPageErrors(page);
+  // A stricter host: the worker scripts get the page's policy (no blob:), which hangs tfjs' threaded WASM start.
+  await page.route(/\/assets\/engine\.worker[^/]*\.js$/, async (route) => {
+    const response = await route.fetch();
+    await route.fulfill({ response, headers: { ...response.headers(), 'content-security-policy': DOCUMENT_CSP } });
+  });
+  await page.goto('./?backend=wasm');
+  await expect(page.getByTestId('backend-badge')).toContainText('no engine', { timeout: 45_000 });
+  await expect(page.getByTestId('backend-badge')).toContainText("must allow WebAssembly ('wasm-unsafe-eval') and blob: workers");
+  expect(pageErrors).toEqual([]);
+});
