@@ -9,8 +9,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { expect, test, type BrowserContext, type Page, type Route } from '@playwright/test';
+import { expect, test, type BrowserContext, type Page } from '@playwright/test';
 import { watchPageErrors } from './chromium.ts';
+import { standInHub } from './stand-in-hub.ts';
 import { MICRO_DIR, repoRoot } from './node-reference.ts';
 
 const SCREENSHOTS = resolve(repoRoot, 'test-results/screenshots');
@@ -156,27 +157,11 @@ test('a hub model is checked against the export the mapping names: progress, can
   // onnx-community/whisper-micro its ONNX export; any other file is a 404.
   const model = 'openai/whisper-micro';
   const exportRepo = 'onnx-community/whisper-micro';
-  const cors = { 'access-control-allow-origin': '*' };
-  const served: string[] = [];
-  let holdDecoder = true;
-  const held: Route[] = [];
-  await context.route('https://huggingface.co/**', async (route) => {
-    const path = new URL(route.request().url()).pathname;
-    served.push(path);
-    const file = path.startsWith(`/${model}/resolve/main/`)
-      ? resolve(MICRO_DIR, path.slice(`/${model}/resolve/main/`.length))
-      : path.startsWith(`/${exportRepo}/resolve/main/onnx/`)
-        ? resolve(ONNX, path.slice(`/${exportRepo}/resolve/main/onnx/`.length))
-        : null;
-    if (file?.endsWith('decoder_model.onnx') && holdDecoder) {
-      held.push(route);
-      return;
-    }
-    const known = file && /(config\.json|model\.safetensors|encoder_model\.onnx|decoder_model\.onnx)$/.test(file);
-    if (!known) return route.fulfill({ status: 404, headers: cors, body: 'Entry not found' });
-    const body = await readFile(file);
-    await route.fulfill({ status: 200, headers: { ...cors, 'content-type': 'application/octet-stream', 'content-length': String(body.length) }, body });
-  });
+  const hub = await standInHub(
+    context,
+    { [model]: { dir: MICRO_DIR, files: ['config.json', 'model.safetensors'] }, [exportRepo]: { dir: MICRO_DIR, files: ['onnx/encoder_model.onnx', 'onnx/decoder_model.onnx'] } },
+    [`${exportRepo}/onnx/decoder_model.onnx`],
+  );
 
   await page.goto('./?backend=wasm');
   await page.locator('input[name="model"][value="custom"]').check();
@@ -198,18 +183,18 @@ test('a hub model is checked against the export the mapping names: progress, can
   await page.getByTestId('cancel-check').click();
   await expect(progress).toHaveCount(0);
   await expect(page.getByTestId('check-error')).toHaveText(/The check was cancelled\./);
-  expect(held).toHaveLength(1);
+  expect(hub.held).toHaveLength(1);
 
-  holdDecoder = false;
+  hub.hold.clear();
   await checkAgrees(page);
   await expect(page.getByTestId('check-report')).toContainText(exportRepo);
   await expect(page.getByTestId('check-report')).not.toContainText('from the browser cache');
   // Again: both files from Cache Storage, nothing more asked of the hub.
-  const before = served.length;
+  const before = hub.served.length;
   await checkAgrees(page);
   await expect(page.getByTestId('check-report')).toContainText('export from the browser cache');
-  expect(served.length).toBe(before);
-  const onnxServed = served.filter((p) => p.includes('.onnx'));
+  expect(hub.served.length).toBe(before);
+  const onnxServed = hub.served.filter((p) => p.includes('.onnx'));
   expect(onnxServed).toEqual([
     `/${exportRepo}/resolve/main/onnx/encoder_model.onnx`,
     `/${exportRepo}/resolve/main/onnx/decoder_model.onnx`,

@@ -8,9 +8,10 @@
  * Screenshots land in test-results/screenshots/.
  */
 import { watchPageErrors } from './chromium.ts';
+import { standInHub } from './stand-in-hub.ts';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { expect, test, type Page, type Route } from '@playwright/test';
+import { expect, test, type Page } from '@playwright/test';
 import { MICRO_DIR, repoRoot, transcribeInNode, type NodeTranscript } from './node-reference.ts';
 
 const SCREENSHOTS = resolve(repoRoot, 'test-results/screenshots');
@@ -122,31 +123,8 @@ test('a broken weights file or audio file shows a readable banner and the page k
 test('a hub model downloads with progress and can be cancelled, then loads offline from Cache Storage', async ({ page, context }) => {
   const pageErrors = watchPageErrors(page);
   const repo = 'earshot-e2e/whisper-micro';
-  const cors = { 'access-control-allow-origin': '*' };
-  const served: string[] = [];
   // The first request for the weights is held unanswered, to see the progress bar and cancel it.
-  let holdWeights = true;
-  const held: Route[] = [];
-  // A stand-in for the hub (this machine is offline): the same URLs, and the CORS header that
-  // lets a cross-origin-isolated (COEP require-corp) page read them. The real hub redirects
-  // the weights to a CDN that sends the same header; Playwright does not route the second hop
-  // of a redirect made from a worker, so the stand-in answers directly.
-  await context.route('https://huggingface.co/**', async (route) => {
-    const url = new URL(route.request().url());
-    served.push(url.pathname);
-    const file = url.pathname.replace(`/${repo}/resolve/main/`, '');
-    if (file === 'model.safetensors' && holdWeights) {
-      held.push(route);
-      return;
-    }
-    if (file === 'config.json' || file === 'model.safetensors') {
-      const body = await readFile(resolve(MICRO_DIR, file));
-      const type = file.endsWith('.json') ? 'application/json' : 'application/octet-stream';
-      await route.fulfill({ status: 200, headers: { ...cors, 'content-type': type, 'content-length': String(body.length) }, body });
-    } else {
-      await route.fulfill({ status: 404, headers: cors, body: 'Entry not found' });
-    }
-  });
+  const hub = await standInHub(context, { [repo]: { dir: MICRO_DIR, files: ['config.json', 'model.safetensors'] } }, [`${repo}/model.safetensors`]);
 
   await page.goto('./');
   expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);
@@ -163,15 +141,15 @@ test('a hub model downloads with progress and can be cancelled, then loads offli
   await expect(page.getByRole('alert')).toHaveCount(0);
   const info = page.getByTestId('model-info');
   await expect(info).toHaveCount(0);
-  expect(held).toHaveLength(1);
+  expect(hub.held).toHaveLength(1);
 
-  holdWeights = false;
+  hub.hold.clear();
   await page.getByTestId('load-model').click();
   await expect(info).toContainText(repo);
   await expect(info).not.toContainText('from the browser cache');
   await expect(info).not.toContainText('random-weight demo model');
   // config.json and the missing tokenizer.json came from Cache Storage the second time.
-  expect(served).toEqual([
+  expect(hub.served).toEqual([
     `/${repo}/resolve/main/config.json`,
     `/${repo}/resolve/main/tokenizer.json`,
     `/${repo}/resolve/main/model.safetensors`,

@@ -9,10 +9,10 @@
  *
  * Screenshots land in test-results/screenshots/faults-*.png.
  */
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { expect, test, type Page, type Route, type Worker } from '@playwright/test';
+import { expect, test, type Page, type Worker } from '@playwright/test';
 import { watchPageErrors } from './chromium.ts';
+import { standInHub } from './stand-in-hub.ts';
 import { MICRO_DIR, repoRoot } from './node-reference.ts';
 
 const SCREENSHOTS = resolve(repoRoot, 'test-results/screenshots');
@@ -397,26 +397,7 @@ test('WASM heap exhausted: one sentence, nothing corrupted, and the same run com
 test('a cancelled download leaves nothing in Cache Storage; a full quota still loads the model and says it was not cached', async ({ page, context }) => {
   const pageErrors = watchPageErrors(page);
   const repo = 'earshot-e2e/whisper-quota';
-  const cors = { 'access-control-allow-origin': '*' };
-  const served: string[] = [];
-  let holdWeights = true;
-  const held: Route[] = [];
-  // The stand-in hub of engine-check.spec.ts.
-  await context.route('https://huggingface.co/**', async (route) => {
-    const url = new URL(route.request().url());
-    const file = url.pathname.replace(`/${repo}/resolve/main/`, '');
-    served.push(file);
-    if (file === 'model.safetensors' && holdWeights) {
-      held.push(route);
-      return;
-    }
-    if (file === 'config.json' || file === 'model.safetensors') {
-      const body = await readFile(resolve(MICRO_DIR, file));
-      await route.fulfill({ status: 200, headers: { ...cors, 'content-type': 'application/octet-stream', 'content-length': String(body.length) }, body });
-    } else {
-      await route.fulfill({ status: 404, headers: cors, body: 'Entry not found' });
-    }
-  });
+  const hub = await standInHub(context, { [repo]: { dir: MICRO_DIR, files: ['config.json', 'model.safetensors'] } }, [`${repo}/model.safetensors`]);
   const cachedFiles = () =>
     page.evaluate(async () => (await (await caches.open('earshot-hub-v1')).keys()).map((r) => new URL(r.url).pathname.split('/').pop()).sort());
 
@@ -430,13 +411,13 @@ test('a cancelled download leaves nothing in Cache Storage; a full quota still l
   await expect(page.getByTestId('progress')).toHaveCount(0);
   // The small files finished and were kept; the weights, cancelled, left no entry.
   expect(await cachedFiles()).toEqual(['config.json', 'tokenizer.json']);
-  await held[0].abort('aborted').catch(() => undefined);
+  await hub.held[0].abort('aborted').catch(() => undefined);
 
   // Now the quota is full: every Cache Storage write fails inside the engine.
   await engine.evaluate(() => {
     Cache.prototype.put = () => Promise.reject(new DOMException('The quota has been exceeded.', 'QuotaExceededError'));
   });
-  holdWeights = false;
+  hub.hold.clear();
   await page.getByTestId('load-model').click();
   await expect(page.getByTestId('model-info')).toContainText(repo);
   const notice = page.getByRole('status');
@@ -454,8 +435,8 @@ test('a cancelled download leaves nothing in Cache Storage; a full quota still l
   await page.getByLabel('Hugging Face repo id').fill(repo);
   await page.getByTestId('load-model').click();
   await expect(page.getByTestId('model-info')).toContainText(repo);
-  expect(served.filter((f) => f === 'model.safetensors')).toHaveLength(3);
-  expect(served.filter((f) => f === 'config.json')).toHaveLength(1);
+  expect(hub.served.filter((p) => p === `/${repo}/resolve/main/model.safetensors`)).toHaveLength(3);
+  expect(hub.served.filter((p) => p === `/${repo}/resolve/main/config.json`)).toHaveLength(1);
   expect(await cachedFiles()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json']);
   expect(pageErrors).toEqual([]);
 });
