@@ -10,22 +10,16 @@
  *    which is what a checkpoint stored as f32 loses in f16 storage.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { seededRandom } from '../tests/util/reference-math.ts';
 import { webgpuBackend } from './webgpu.ts';
 
 export const TOL_F32 = 2e-5;
 export const TOL_F16_STORAGE = 2e-5;
 
-/** Deterministic uniform(−1, 1) values (mulberry32). */
+/** Deterministic uniform(−1, 1) values (tests/util/reference-math.ts's mulberry32), times `scale`. */
 export function random(n: number, seed: number, scale = 1): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296 * 2 - 1) * scale;
-  }
+  const out = seededRandom(n, seed);
+  if (scale !== 1) for (let i = 0; i < n; i++) out[i] *= scale;
   return out;
 }
 
