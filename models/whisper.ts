@@ -74,7 +74,7 @@ export class Whisper {
 
   dispose(): void {
     tf.dispose([this.#conv1, this.#conv2, ...[...this.#linearW.values()].flatMap((l) => (l.f16 ? [l.w, l.f16] : [l.w]))]);
-    tf.dispose([...this.#headW.values()].flatMap((p) => [...p.q, ...p.qBias, ...p.kT, ...p.v, ...p.vBias]));
+    tf.dispose([...this.#headW.values()].flatMap((p) => Object.values(p).flat()));
     this.#linearW.clear();
     this.#headW.clear();
     this.#w.dispose();
@@ -279,7 +279,7 @@ export class Whisper {
       const bias = (m: string) => this.#w.get(`${w}.${m}.bias`) as tf.Tensor1D;
       byHead = ops.headWeights(this.#linearOf(`${w}.q_proj`), bias('q_proj'), this.#linearOf(`${w}.k_proj`), this.#linearOf(`${w}.v_proj`), bias('v_proj'), heads);
       // Made inside the caller's tidy, kept for the model's lifetime (disposed with it).
-      for (const t of [...byHead.q, ...byHead.qBias, ...byHead.kT, ...byHead.v, ...byHead.vBias]) tf.keep(t);
+      for (const t of Object.values(byHead).flat()) tf.keep(t);
       this.#headW.set(w, byHead);
     }
     return this.#linear(ops.selfAttentionByHead(x, byHead), `${w}.out_proj`);
