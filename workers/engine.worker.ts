@@ -12,7 +12,7 @@ import { chooseBrowserBackend, initBackend, type BackendName } from '../models/b
 import { samplesToMel, windowSeconds } from '../models/clip.ts';
 import { greedyDecode } from '../models/decode.ts';
 import { EarshotError } from '../models/errors.ts';
-import { fallBackToWasm, watchDevice } from '../models/device-loss.ts';
+import { fallBackToWasm, runBatchesWithFallback, watchDevice } from '../models/device-loss.ts';
 import { loadCheckpoint, type CheckpointFiles, type LoadedModel } from '../models/load.ts';
 import { throwIfAborted } from './fetch-file.ts';
 import type {
@@ -72,32 +72,20 @@ async function run(request: Request, signal: AbortSignal): Promise<void> {
 
 /**
  * A WebGPU device lost while a request runs: its answer may be an error or numbers read from a
- * dead device, so it is dropped, the model moves to wasm and the request runs again there.
- * (Sweeps handle this themselves, batch by batch, keeping the finished batches.)
+ * dead device, so it is dropped, the model moves to wasm and the request runs again there, as
+ * one batch of runBatchesWithFallback (models/device-loss.ts). Sweeps do this themselves, batch
+ * by batch, keeping the finished batches.
  */
 async function answerSurvivingDeviceLoss(request: Request, signal: AbortSignal, progress: (p: ProgressPayload) => void): Promise<Answer> {
-  const watch = request.kind === 'init' || request.kind === 'sweep' ? null : watchDevice();
-  let answer: Answer | undefined;
-  let failure: unknown;
-  try {
-    answer = await answerOf(request, signal, progress);
-  } catch (e) {
-    failure = e;
-  }
-  if (watch && !(failure instanceof EarshotError)) {
-    // A failure may be the loss itself, reported a moment later.
-    await Promise.race([watch.whenLost, new Promise((r) => setTimeout(r, failure === undefined ? 0 : DEVICE_LOSS_GRACE_MS))]);
-    if (watch.lost) {
-      await recoverIfDeviceLost(progress);
-      return answerOf(request, signal, progress);
-    }
-  }
-  if (failure !== undefined) throw failure;
-  return answer!;
+  if (request.kind === 'init' || request.kind === 'sweep') return answerOf(request, signal, progress);
+  const [answer] = await runBatchesWithFallback([request], (r) => answerOf(r, signal, progress), {
+    wasm: wasmOptions(),
+    // A sentence for the user is the request's own answer, not a symptom of the loss.
+    isOwnError: (e) => e instanceof EarshotError,
+    recover: (reason) => continueOnWasm(reason, progress),
+  });
+  return answer;
 }
-
-/** How long a failed request waits for `device.lost` before its error counts as its own. */
-const DEVICE_LOSS_GRACE_MS = 2000;
 
 /** The request's answer (and what to transfer with it). */
 async function answerOf(request: Request, signal: AbortSignal, progress: (p: ProgressPayload) => void): Promise<Answer> {
@@ -252,8 +240,12 @@ async function rebuildOnWasm(reason: string): Promise<{ loaded: LoadedModel | nu
 /** A device lost between requests: move to wasm (model and pair rebuilt) before this request runs. */
 async function recoverIfDeviceLost(progress: (p: ProgressPayload) => void): Promise<void> {
   const watch = watchDevice();
-  if (!watch?.lost) return;
-  const { loaded, backend: report } = await rebuildOnWasm(watch.reason ?? 'lost');
+  if (watch?.lost) await continueOnWasm(watch.reason ?? 'lost', progress);
+}
+
+/** After a lost device: the model and the pair rebuilt on wasm, and the page told why. */
+async function continueOnWasm(reason: string, progress: (p: ProgressPayload) => void): Promise<void> {
+  const { loaded, backend: report } = await rebuildOnWasm(reason);
   if (loaded) await lab.rebuildPair(loaded);
   progress({ done: 0, total: 0, stage: 'The GPU was lost: continuing on WASM', backend: report });
 }
